@@ -1,0 +1,22 @@
+//! dv-aggregator: aggregator selection for Ethereum distributed validators.
+//!
+//! A distributed validator (DV) splits one validator key into t-of-n BLS key
+//! shares. Aggregator selection hashes the validator's slot signature, which a
+//! single operator only holds a partial of; this crate provides everything that
+//! makes the cluster decide on the combined signature instead.
+//!
+//! Module map (dependencies point down the list, never up):
+//!
+//! - [`spec`]: consensus rules as pure functions (presets and chain config,
+//!   domains and signing roots, `is_aggregator`, `is_sync_committee_aggregator`).
+//! - [`state`]: the SSZ `BeaconState` of every fork phase0..fulu, the
+//!   swap-or-not shuffle and the committee cache of previous, current and next
+//!   epoch, sync-committee positions.
+//! - [`crypto`]: BLS over `blst` (min_pk), batch verification, threshold
+//!   signatures and EIP-2335 keystores.
+//! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
+
+pub mod cluster;
+pub mod crypto;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,19 @@
+//! Consensus rules as pure functions: no I/O, no clock.
+//!
+//! - [`config`]: the presets (mainnet, minimal) and the chain configuration
+//!   (fork schedule, domain types, timing), loaded from a preset name, a
+//!   standard `config.yaml` or the JSON of `GET /eth/v1/config/spec`.
+//! - [`primitives`]: the small consensus types (`Slot`, `Epoch`, `Root`,
+//!   `Version`, `Fork`, ...) shared by every module.
+//! - [`signing`]: `compute_domain`, `get_domain`, `compute_signing_root` and
+//!   the signing roots of the two selection proofs.
+//! - [`selection`]: `is_aggregator`, `is_sync_committee_aggregator` and the
+//!   committee arithmetic they depend on.
+
+pub mod config;
+pub mod primitives;
+pub mod selection;
+pub mod signing;
+
+pub use config::{ChainSpec, ConfigError, ForkName, Preset, PresetName};
+pub use primitives::*;
