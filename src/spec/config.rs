@@ -4,7 +4,7 @@
 //! (`SLOTS_PER_EPOCH`, `SHUFFLE_ROUND_COUNT`, ...); a [`ChainSpec`] adds the
 //! runtime configuration of one network (fork versions and epochs, timing).
 
-use super::primitives::{DomainType, Epoch, Version};
+use super::primitives::{DomainType, Epoch, Version, FAR_FUTURE_EPOCH};
 
 /// The name of a preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,63 @@ pub struct ChainSpec {
     /// `(fork, version, epoch)` for every fork, phase0 first; an unscheduled
     /// fork has epoch `FAR_FUTURE_EPOCH`.
     pub forks: Vec<(ForkName, Version, Epoch)>,
+}
+
+impl ChainSpec {
+    /// Ethereum mainnet.
+    pub fn mainnet() -> Self {
+        ChainSpec {
+            config_name: "mainnet".into(),
+            preset: Preset::mainnet(),
+            seconds_per_slot: 12,
+            forks: vec![
+                (ForkName::Phase0, [0, 0, 0, 0], 0),
+                (ForkName::Altair, [1, 0, 0, 0], 74240),
+                (ForkName::Bellatrix, [2, 0, 0, 0], 144896),
+                (ForkName::Capella, [3, 0, 0, 0], 194048),
+                (ForkName::Deneb, [4, 0, 0, 0], 269568),
+                (ForkName::Electra, [5, 0, 0, 0], 364032),
+                (ForkName::Fulu, [6, 0, 0, 0], 411392),
+            ],
+        }
+    }
+
+    /// The consensus specs' minimal configuration: minimal preset, fork
+    /// versions ending in `01`, no fork scheduled after phase0.
+    pub fn minimal() -> Self {
+        let far = FAR_FUTURE_EPOCH;
+        ChainSpec {
+            config_name: "minimal".into(),
+            preset: Preset::minimal(),
+            seconds_per_slot: 6,
+            forks: vec![
+                (ForkName::Phase0, [0, 0, 0, 1], 0),
+                (ForkName::Altair, [1, 0, 0, 1], far),
+                (ForkName::Bellatrix, [2, 0, 0, 1], far),
+                (ForkName::Capella, [3, 0, 0, 1], far),
+                (ForkName::Deneb, [4, 0, 0, 1], far),
+                (ForkName::Electra, [5, 0, 0, 1], far),
+                (ForkName::Fulu, [6, 0, 0, 1], far),
+            ],
+        }
+    }
+
+    /// The fork whose version is `version` in this configuration.
+    pub fn fork_name_of_version(&self, version: &Version) -> Option<ForkName> {
+        self.forks
+            .iter()
+            .find(|(_, v, _)| v == version)
+            .map(|(name, _, _)| *name)
+    }
+
+    /// The version of `fork` in this configuration.
+    pub fn fork_version(&self, fork: ForkName) -> Version {
+        self.forks
+            .iter()
+            .find(|(name, _, _)| *name == fork)
+            .map(|(_, version, _)| *version)
+            .unwrap_or_default()
+    }
 }
 
 /// Errors of loading or querying a chain configuration.
