@@ -1,1 +1,4 @@
 //! TODO
+
+pub mod committee_cache;
+pub mod shuffling;
