@@ -43,7 +43,11 @@ fn seed_bytes(hex_seed: &str) -> [u8; 32] {
 /// Checks one vector through both forms.
 fn check_case(case: &ShuffleCase, rounds: u8, name: &str) {
     let seed = seed_bytes(&case.seed);
-    assert_eq!(case.mapping.len() as u64, case.count, "{name}: mapping length");
+    assert_eq!(
+        case.mapping.len() as u64,
+        case.count,
+        "{name}: mapping length"
+    );
     for (index, &expected) in case.mapping.iter().enumerate() {
         let got = compute_shuffled_index(index as u64, case.count, &seed, rounds);
         assert_eq!(got, Ok(expected), "{name}: compute_shuffled_index({index})");

@@ -289,7 +289,10 @@ fn position_map(shuffling: &[ValidatorIndex]) -> Vec<Option<NonZeroU32>> {
     // Indices are below MAX_CACHED_VALIDATOR_INDEX and positions below
     // MAX_SHUFFLE_LIST_SIZE (both checked before the shuffle), so the casts
     // are lossless and the map indexing in bounds.
-    let len = shuffling.iter().max().map_or(0, |&largest| largest as usize + 1);
+    let len = shuffling
+        .iter()
+        .max()
+        .map_or(0, |&largest| largest as usize + 1);
     let mut positions = vec![None; len];
     for (position, &validator) in shuffling.iter().enumerate() {
         positions[validator as usize] = NonZeroU32::new(position as u32 + 1);
