@@ -37,8 +37,8 @@ pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
 
 use crate::spec::{
-    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, Version,
-    ValidatorIndex, GENESIS_EPOCH,
+    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
+    Version, GENESIS_EPOCH,
 };
 
 /// The largest state SSZ [`decode_state`] accepts: 1 GiB. A validator costs
@@ -110,7 +110,9 @@ pub enum StateError {
         state_epoch: Epoch,
         current_period: u64,
     },
-    #[error("sync committee member {pubkey} (position {position}) is not in the validator registry")]
+    #[error(
+        "sync committee member {pubkey} (position {position}) is not in the validator registry"
+    )]
     SyncMemberNotInRegistry {
         pubkey: PublicKeyBytes,
         position: usize,
