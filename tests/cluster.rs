@@ -34,7 +34,10 @@ fn config(out_dir: &Path, operators: u64, keys: ValidatorKeys) -> CreateConfig {
 #[cfg(unix)]
 fn assert_private(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).expect("metadata").permissions().mode();
+    let mode = std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "{}", path.display());
 }
 
@@ -57,7 +60,10 @@ fn create_then_load_round_trips_and_every_share_matches_its_pubshare() {
             operator.peer_address.as_deref(),
             Some(format!("127.0.0.1:{}", 9099 + operator.index).as_str())
         );
-        assert_eq!(ClusterLock::load(&dir.join("cluster-lock.json")).expect("copy"), lock);
+        assert_eq!(
+            ClusterLock::load(&dir.join("cluster-lock.json")).expect("copy"),
+            lock
+        );
         let node_key_path = dir.join("node-key");
         assert_private(&node_key_path);
         let node_key = load_node_key(&node_key_path).expect("node key");
@@ -86,9 +92,14 @@ fn write_existing_keys(dir: &Path, count: u64) -> Vec<PathBuf> {
             let secret = interop_secret_key(k);
             let pubkey = hex::encode(secret.public_key().to_bytes());
             let password = format!("password-{k}");
-            let keystore =
-                Keystore::encrypt(&secret.to_bytes(), &password, &pubkey, "", Kdf::INSECURE_FAST)
-                    .expect("encrypt");
+            let keystore = Keystore::encrypt(
+                &secret.to_bytes(),
+                &password,
+                &pubkey,
+                "",
+                Kdf::INSECURE_FAST,
+            )
+            .expect("encrypt");
             let path = dir.join(format!("keystore-{k}.json"));
             keystore.save(&path).expect("save");
             std::fs::write(path.with_extension("txt"), format!("{password}\n")).expect("pw");
@@ -107,7 +118,9 @@ fn split_existing_keys_keeps_the_group_keys_in_natural_order() {
     let mut config = config(&out, 3, ValidatorKeys::SplitExisting(keys));
     config.threshold = Some(2);
     let created = create_cluster(&config).expect("create");
-    let expected: Vec<_> = (0..11).map(|k| interop_secret_key(k).public_key()).collect();
+    let expected: Vec<_> = (0..11)
+        .map(|k| interop_secret_key(k).public_key())
+        .collect();
     let found: Vec<_> = created.lock.validators.iter().map(|v| v.pubkey).collect();
     assert_eq!(found, expected);
 }
@@ -161,7 +174,10 @@ fn recover_key_from_threshold_shares_gives_the_original_secret() {
     )
     .expect_err("wrong index");
     let message = error.to_string();
-    assert!(matches!(error, CreateError::ShareMismatch { share_index: 2, .. }), "{message}");
+    assert!(
+        matches!(error, CreateError::ShareMismatch { share_index: 2, .. }),
+        "{message}"
+    );
     assert!(message.contains(&validator.to_string()), "{message}");
 }
 
@@ -169,17 +185,24 @@ fn recover_key_from_threshold_shares_gives_the_original_secret() {
 fn create_refuses_a_non_empty_output_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("precious"), "data").expect("write");
-    let error = create_cluster(&config(dir.path(), 4, ValidatorKeys::Generate(1)))
-        .expect_err("non-empty");
+    let error =
+        create_cluster(&config(dir.path(), 4, ValidatorKeys::Generate(1))).expect_err("non-empty");
     assert!(error.to_string().contains("not empty"), "{error}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("precious")).expect("kept"), "data");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("precious")).expect("kept"),
+        "data"
+    );
 }
 
 #[test]
 fn create_rejects_bad_thresholds() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (operators, threshold) in [(4, 1), (4, 5), (1, 1)] {
-        let mut config = config(&dir.path().join("out"), operators, ValidatorKeys::Generate(1));
+        let mut config = config(
+            &dir.path().join("out"),
+            operators,
+            ValidatorKeys::Generate(1),
+        );
         config.threshold = Some(threshold);
         let message = create_cluster(&config).expect_err("bad shape").to_string();
         assert!(
@@ -192,31 +215,46 @@ fn create_rejects_bad_thresholds() {
 /// A valid lock of 2 validators, 4 operators, threshold 3, as JSON.
 fn valid_lock_json() -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let created = create_cluster(&config(&dir.path().join("c"), 4, ValidatorKeys::Generate(2)))
-        .expect("create");
+    let created = create_cluster(&config(
+        &dir.path().join("c"),
+        4,
+        ValidatorKeys::Generate(2),
+    ))
+    .expect("create");
     serde_json::from_str(&created.lock.to_json()).expect("json")
 }
 
 fn load_error(json: &Value) -> String {
-    ClusterLock::from_json(&json.to_string()).expect_err("invalid lock").to_string()
+    ClusterLock::from_json(&json.to_string())
+        .expect_err("invalid lock")
+        .to_string()
 }
 
 #[test]
 fn bad_locks_are_refused_naming_the_culprit() {
     let valid = valid_lock_json();
     ClusterLock::from_json(&valid.to_string()).expect("the unmodified lock is valid");
-    let validator = valid["validators"][1]["pubkey"].as_str().expect("pubkey").to_owned();
+    let validator = valid["validators"][1]["pubkey"]
+        .as_str()
+        .expect("pubkey")
+        .to_owned();
 
     let mut lock = valid.clone();
     lock["validators"][1]["public_shares"][2]["share_index"] = 2.into();
     let message = load_error(&lock);
     assert!(message.contains(&validator), "{message}");
-    assert!(message.contains("share index 2 appears more than once"), "{message}");
+    assert!(
+        message.contains("share index 2 appears more than once"),
+        "{message}"
+    );
 
     let mut lock = valid.clone();
     lock["validators"][1]["public_shares"][0]["share_index"] = 0.into();
     let message = load_error(&lock);
-    assert!(message.contains("share index 0 is outside 1..=4"), "{message}");
+    assert!(
+        message.contains("share index 0 is outside 1..=4"),
+        "{message}"
+    );
 
     let mut lock = valid.clone();
     lock["threshold"] = 5.into();
@@ -234,21 +272,30 @@ fn bad_locks_are_refused_naming_the_culprit() {
 #[test]
 fn a_share_off_the_polynomial_is_named() {
     let valid = valid_lock_json();
-    let validator = valid["validators"][0]["pubkey"].as_str().expect("pubkey").to_owned();
+    let validator = valid["validators"][0]["pubkey"]
+        .as_str()
+        .expect("pubkey")
+        .to_owned();
     // Share 4 of validator 0 replaced by share 4 of validator 1: a valid point
     // that does not interpolate.
     let mut lock = valid.clone();
     lock["validators"][0]["public_shares"][3] = valid["validators"][1]["public_shares"][3].clone();
     let message = load_error(&lock);
     assert!(message.contains(&validator), "{message}");
-    assert!(message.contains("public share 4 does not interpolate"), "{message}");
+    assert!(
+        message.contains("public share 4 does not interpolate"),
+        "{message}"
+    );
 
     // Inside the first t shares the culprit cannot be singled out: the
     // window is named.
     let mut lock = valid.clone();
     lock["validators"][0]["public_shares"][1] = valid["validators"][1]["public_shares"][1].clone();
     let message = load_error(&lock);
-    assert!(message.contains("public shares [1, 2, 3] do not interpolate"), "{message}");
+    assert!(
+        message.contains("public shares [1, 2, 3] do not interpolate"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -259,10 +306,16 @@ fn infinity_and_off_curve_keys_are_named() {
     let mut lock = valid.clone();
     lock["validators"][0]["pubkey"] = infinity.clone().into();
     let message = load_error(&lock);
-    assert!(message.contains(&infinity) && message.contains("infinity"), "{message}");
+    assert!(
+        message.contains(&infinity) && message.contains("infinity"),
+        "{message}"
+    );
 
     let mut lock = valid.clone();
-    let validator = valid["validators"][1]["pubkey"].as_str().expect("pubkey").to_owned();
+    let validator = valid["validators"][1]["pubkey"]
+        .as_str()
+        .expect("pubkey")
+        .to_owned();
     lock["validators"][1]["public_shares"][2]["pubkey"] = infinity.clone().into();
     let message = load_error(&lock);
     assert!(message.contains(&validator), "{message}");
@@ -291,13 +344,22 @@ fn charon_lock_imports_with_interpolating_shares() {
             .as_array()
             .expect("validators"),
     ) {
-        assert_eq!(validator.pubkey.to_string(), charon["distributed_public_key"]);
+        assert_eq!(
+            validator.pubkey.to_string(),
+            charon["distributed_public_key"]
+        );
         assert_eq!(validator.public_shares.len(), 4);
         assert_eq!(
-            validator.public_share(4).map(ToString::to_string).as_deref(),
+            validator
+                .public_share(4)
+                .map(ToString::to_string)
+                .as_deref(),
             charon["public_shares"][3].as_str()
         );
     }
     // Exported in our format, it loads again as the same lock.
-    assert_eq!(ClusterLock::from_json(&lock.to_json()).expect("reload"), lock);
+    assert_eq!(
+        ClusterLock::from_json(&lock.to_json()).expect("reload"),
+        lock
+    );
 }

@@ -10,7 +10,9 @@ const VECTOR_PASSWORD: &str = "𝔱𝔢𝔰𝔱𝔭𝔞𝔰𝔰𝔴𝔬𝔯𝔡�
 const VECTOR_SECRET: &str = "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eip2335").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eip2335")
+        .join(name)
 }
 
 fn vector_json(name: &str) -> serde_json::Value {
@@ -39,11 +41,16 @@ fn pbkdf2_vector_decrypts() {
 #[test]
 fn wrong_password_names_the_keystore_but_not_the_password() {
     let keystore = Keystore::load(&fixture("pbkdf2.json")).expect("load");
-    let error = keystore.decrypt("hunter2-wrong").expect_err("wrong password");
+    let error = keystore
+        .decrypt("hunter2-wrong")
+        .expect_err("wrong password");
     assert!(matches!(error, KeystoreError::WrongPassword { .. }));
     let message = error.to_string();
     assert!(message.contains("wrong password"), "{message}");
-    assert!(message.contains("64625def-3331-4eea-ab6f-782f3ed16a83"), "{message}");
+    assert!(
+        message.contains("64625def-3331-4eea-ab6f-782f3ed16a83"),
+        "{message}"
+    );
     assert!(message.contains("0x9612d7a727c9d0a2"), "{message}");
     assert!(message.contains("pbkdf2.json"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
@@ -83,8 +90,14 @@ fn encrypt_then_decrypt_round_trips_through_a_0600_file() {
 fn two_encryptions_use_fresh_salt_iv_and_uuid() {
     let first = Keystore::encrypt(&[1; 32], "pw", "00", "", Kdf::INSECURE_FAST).expect("a");
     let second = Keystore::encrypt(&[1; 32], "pw", "00", "", Kdf::INSECURE_FAST).expect("b");
-    assert_ne!(first.crypto.kdf.params["salt"], second.crypto.kdf.params["salt"]);
-    assert_ne!(first.crypto.cipher.params["iv"], second.crypto.cipher.params["iv"]);
+    assert_ne!(
+        first.crypto.kdf.params["salt"],
+        second.crypto.kdf.params["salt"]
+    );
+    assert_ne!(
+        first.crypto.cipher.params["iv"],
+        second.crypto.cipher.params["iv"]
+    );
     assert_ne!(first.uuid, second.uuid);
 }
 
@@ -125,11 +138,17 @@ fn scrypt_memory_bound_holds_for_allowed_n_and_r() {
 fn malformed_modules_are_named() {
     let mut json = vector_json("pbkdf2.json");
     json["version"] = 3.into();
-    assert!(from_value(&json).expect_err("v3").to_string().contains("version 3"));
+    assert!(from_value(&json)
+        .expect_err("v3")
+        .to_string()
+        .contains("version 3"));
 
     let mut json = vector_json("pbkdf2.json");
     json["crypto"]["cipher"]["function"] = "aes-256-gcm".into();
-    assert!(from_value(&json).expect_err("gcm").to_string().contains("aes-256-gcm"));
+    assert!(from_value(&json)
+        .expect_err("gcm")
+        .to_string()
+        .contains("aes-256-gcm"));
 
     let mut json = vector_json("pbkdf2.json");
     json["crypto"]["cipher"]["params"]["iv"] = "264daa3f".into();

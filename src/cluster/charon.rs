@@ -112,7 +112,7 @@ fn import_validator(validator: CharonValidator) -> Result<DistributedValidator, 
             text.parse::<PublicKey>()
                 .map(|key| (share_index, key))
                 .map_err(|source| LockError::ShareKey {
-                    validator: pubkey,
+                    validator: pubkey.to_string(),
                     share_index,
                     source,
                 })

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use super::lock::{ClusterLock, DistributedValidator, LockError, NodeIdentity, Operator, MAX_OPERATORS, MAX_VALIDATORS};
+use super::lock::{
+    ClusterLock, DistributedValidator, LockError, NodeIdentity, Operator, MAX_OPERATORS,
+    MAX_VALIDATORS,
+};
 use crate::crypto::keystore::{write_private_file, Kdf, Keystore, KeystoreError};
 use crate::crypto::threshold::{recover_secret, split_secret, ThresholdError};
 use crate::crypto::{CryptoError, PublicKey, SecretKey};
@@ -119,14 +122,14 @@ pub enum CreateError {
         keystore: PathBuf,
         /// The pubkey field.
         stored: String,
-        /// The secret's public key.
-        derived: PublicKey,
+        /// The secret's public key (0x-hex).
+        derived: String,
     },
     /// The same validator key twice among the inputs.
     #[error("validator {validator} is given twice")]
     DuplicateValidator {
-        /// The key.
-        validator: PublicKey,
+        /// The key (0x-hex).
+        validator: String,
     },
     /// A node-key file that is not 0x-hex of a BLS secret key.
     #[error("node key {path}: {reason}")]
@@ -138,38 +141,52 @@ pub enum CreateError {
     },
     /// Splitting or recombining failed.
     #[error(transparent)]
-    Threshold(#[from] ThresholdError),
+    Threshold(Box<ThresholdError>),
     /// The lock built or read is invalid.
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(Box<LockError>),
     /// `recover-key` for a validator the lock does not hold.
     #[error("validator {validator} is not in the cluster lock")]
     UnknownValidator {
-        /// The key asked for.
-        validator: PublicKey,
+        /// The key asked for (0x-hex).
+        validator: String,
     },
     /// A share whose public key is not the lock's public share at its index.
     #[error("validator {validator}: the key given as share {share_index} has public key {found}, but the lock's public share {share_index} is {expected}")]
     ShareMismatch {
-        /// The validator.
-        validator: PublicKey,
+        /// The validator (0x-hex).
+        validator: String,
         /// The share index claimed.
         share_index: u64,
-        /// The share's public key.
-        found: PublicKey,
+        /// The share's public key (0x-hex).
+        found: String,
         /// The lock's public share at that index, if any.
         expected: String,
     },
     /// The recovered secret's public key is not the validator key.
     #[error("validator {validator}: shares {share_indices:?} recover a key with public key {recovered}, not the validator key")]
     RecoveredKeyMismatch {
-        /// The validator.
-        validator: PublicKey,
+        /// The validator (0x-hex).
+        validator: String,
         /// The shares used.
         share_indices: Vec<u64>,
-        /// What they gave.
-        recovered: PublicKey,
+        /// What they gave (0x-hex).
+        recovered: String,
     },
+}
+
+// Boxed: the crypto and lock errors carry curve points and would make every
+// `Result` of this module hundreds of bytes.
+impl From<ThresholdError> for CreateError {
+    fn from(error: ThresholdError) -> Self {
+        CreateError::Threshold(Box::new(error))
+    }
+}
+
+impl From<LockError> for CreateError {
+    fn from(error: LockError) -> Self {
+        CreateError::Lock(Box::new(error))
+    }
 }
 
 /// Where the validator keys of a new cluster come from.
@@ -249,7 +266,7 @@ pub fn create_cluster(config: &CreateConfig) -> Result<CreatedCluster, CreateErr
     // shares[k][i - 1] is share i of validator k.
     let shares = secrets
         .iter()
-        .map(|secret| split_secret(secret, threshold, n))
+        .map(|secret| split_secret(secret, threshold, n).map_err(CreateError::from))
         .collect::<Result<Vec<_>, _>>()?;
     let node_keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::random()).collect();
     let lock = build_lock(config, threshold, &secrets, &shares, &node_keys)?;
@@ -349,7 +366,9 @@ fn read_existing_secrets(dir: &Path) -> Result<Vec<SecretKey>, CreateError> {
         let secret = decrypt_keystore_file(&path, &path.with_extension("txt"))?;
         let pubkey = secret.public_key();
         if !seen.insert(pubkey.to_bytes()) {
-            return Err(CreateError::DuplicateValidator { validator: pubkey });
+            return Err(CreateError::DuplicateValidator {
+                validator: pubkey.to_string(),
+            });
         }
         secrets.push(secret);
     }
@@ -383,17 +402,18 @@ pub fn decrypt_keystore_file(
     let keystore = Keystore::load(keystore_path)?;
     let password = read_password_file(password_file)?;
     let bytes = keystore.decrypt(&password)?;
-    let secret = SecretKey::from_bytes(bytes.as_ref()).map_err(|source| CreateError::SecretKey {
-        keystore: keystore_path.to_owned(),
-        source,
-    })?;
+    let secret =
+        SecretKey::from_bytes(bytes.as_ref()).map_err(|source| CreateError::SecretKey {
+            keystore: keystore_path.to_owned(),
+            source,
+        })?;
     let derived = secret.public_key();
     let stored = keystore.pubkey.trim_start_matches("0x").to_lowercase();
     if !stored.is_empty() && stored != hex::encode(derived.to_bytes()) {
         return Err(CreateError::KeystorePubkeyMismatch {
             keystore: keystore_path.to_owned(),
             stored,
-            derived,
+            derived: derived.to_string(),
         });
     }
     Ok(secret)
@@ -475,10 +495,8 @@ fn write_operator_dir(
     kdf: Kdf,
 ) -> Result<(), CreateError> {
     let keys_dir = dir.join(VALIDATOR_KEYS_DIR);
-    std::fs::create_dir_all(&keys_dir).map_err(|source| CreateError::Io {
-        path: keys_dir.clone(),
-        source,
-    })?;
+    create_private_dir(dir)?;
+    create_private_dir(&keys_dir)?;
     lock.save(&dir.join(LOCK_FILE_NAME))?;
     write_secret(&dir.join(NODE_KEY_FILE_NAME), &secret_hex_line(node_key))?;
     for (k, share) in shares.iter().enumerate() {
@@ -486,6 +504,17 @@ fn write_operator_dir(
         write_keystore_with_password(share, &path, None, kdf)?;
     }
     Ok(())
+}
+
+/// Creates a directory only its owner can enter (it holds secrets).
+fn create_private_dir(dir: &Path) -> Result<(), CreateError> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|source| CreateError::Io {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Encrypts `secret` into `keystore_path` under `password`, or under a fresh
@@ -554,8 +583,7 @@ pub fn load_node_key(path: &Path) -> Result<SecretKey, CreateError> {
         .strip_prefix("0x")
         .ok_or_else(|| bad("does not start with 0x".into()))?;
     let mut bytes = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(digits, bytes.as_mut())
-        .map_err(|_| bad("is not 64 hex digits".into()))?;
+    hex::decode_to_slice(digits, bytes.as_mut()).map_err(|_| bad("is not 64 hex digits".into()))?;
     SecretKey::from_bytes(bytes.as_ref()).map_err(|error| bad(error.to_string()))
 }
 
@@ -569,17 +597,17 @@ pub fn recover_validator_key(
 ) -> Result<SecretKey, CreateError> {
     let entry = lock
         .validator(validator)
-        .ok_or(CreateError::UnknownValidator {
-            validator: *validator,
+        .ok_or_else(|| CreateError::UnknownValidator {
+            validator: validator.to_string(),
         })?;
     for (share_index, share) in shares {
         let found = share.public_key();
         let expected = entry.public_share(*share_index);
         if expected != Some(&found) {
             return Err(CreateError::ShareMismatch {
-                validator: *validator,
+                validator: validator.to_string(),
                 share_index: *share_index,
-                found,
+                found: found.to_string(),
                 expected: expected.map_or("absent".into(), PublicKey::to_string),
             });
         }
@@ -588,9 +616,9 @@ pub fn recover_validator_key(
     let recovered = secret.public_key();
     if &recovered != validator {
         return Err(CreateError::RecoveredKeyMismatch {
-            validator: *validator,
+            validator: validator.to_string(),
             share_indices: shares.iter().map(|(index, _)| *index).collect(),
-            recovered,
+            recovered: recovered.to_string(),
         });
     }
     Ok(secret)

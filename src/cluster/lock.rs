@@ -125,7 +125,9 @@ pub enum LockError {
         index: u64,
     },
     /// `peer_address` is not `host:port`.
-    #[error("operator {index}: peer address {address:?} is not host:port with a port in 1..=65535")]
+    #[error(
+        "operator {index}: peer address {address:?} is not host:port with a port in 1..=65535"
+    )]
     PeerAddress {
         /// The operator.
         index: u64,
@@ -160,14 +162,14 @@ pub enum LockError {
     /// Two validators with one group key.
     #[error("validator {validator} appears more than once")]
     DuplicateValidator {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
     },
     /// A public share that does not decode.
     #[error("validator {validator}: public share {share_index}: {source}")]
     ShareKey {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The share index.
         share_index: u64,
         /// Why it is invalid.
@@ -176,8 +178,8 @@ pub enum LockError {
     /// A share index outside `1..=n`.
     #[error("validator {validator}: share index {share_index} is outside 1..={operators}")]
     ShareIndex {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The share index.
         share_index: u64,
         /// n.
@@ -186,32 +188,32 @@ pub enum LockError {
     /// Two shares with one index.
     #[error("validator {validator}: share index {share_index} appears more than once")]
     DuplicateShare {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The share index.
         share_index: u64,
     },
     /// An operator without a share of this validator.
     #[error("validator {validator}: no public share for share index {share_index}")]
     MissingShare {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The missing share index.
         share_index: u64,
     },
     /// The first t shares do not interpolate to the group key.
     #[error("validator {validator}: public shares {share_indices:?} do not interpolate to the group public key")]
     NotInterpolating {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The shares interpolated.
         share_indices: Vec<u64>,
     },
     /// A later share is off the polynomial the first t shares define.
     #[error("validator {validator}: public share {share_index} does not interpolate to the group public key with shares {others:?}")]
     ShareOffPolynomial {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The culprit.
         share_index: u64,
         /// The t - 1 shares it was combined with.
@@ -220,10 +222,10 @@ pub enum LockError {
     /// Interpolation itself failed (e.g. a sum at infinity).
     #[error("validator {validator}: {source}")]
     Interpolation {
-        /// The group key.
-        validator: PublicKey,
+        /// The group key (0x-hex).
+        validator: String,
         /// The threshold error.
-        source: ThresholdError,
+        source: Box<ThresholdError>,
     },
 }
 
@@ -437,7 +439,7 @@ impl ClusterLock {
         for validator in &self.validators {
             if !seen.insert(validator.pubkey.to_bytes()) {
                 return Err(LockError::DuplicateValidator {
-                    validator: validator.pubkey,
+                    validator: validator.pubkey.to_string(),
                 });
             }
             validate_share_indices(validator, n)?;
@@ -483,14 +485,14 @@ fn validate_share_indices(validator: &DistributedValidator, n: usize) -> Result<
         .find(|&&index| index == 0 || index > n as u64)
     {
         return Err(LockError::ShareIndex {
-            validator: validator.pubkey,
+            validator: validator.pubkey.to_string(),
             share_index,
             operators: n,
         });
     }
     if let Some(share_index) = (1..=n as u64).find(|i| !validator.public_shares.contains_key(i)) {
         return Err(LockError::MissingShare {
-            validator: validator.pubkey,
+            validator: validator.pubkey.to_string(),
             share_index,
         });
     }
@@ -499,25 +501,30 @@ fn validate_share_indices(validator: &DistributedValidator, n: usize) -> Result<
 
 /// See the module doc: the first t shares, then each later share with the
 /// first t - 1.
-fn validate_interpolation(validator: &DistributedValidator, threshold: u64) -> Result<(), LockError> {
+fn validate_interpolation(
+    validator: &DistributedValidator,
+    threshold: u64,
+) -> Result<(), LockError> {
     let shares: Vec<(u64, PublicKey)> = validator
         .public_shares
         .iter()
         .map(|(index, key)| (*index, *key))
         .collect();
-    let t = usize::try_from(threshold).unwrap_or(usize::MAX).min(shares.len());
+    let t = usize::try_from(threshold)
+        .unwrap_or(usize::MAX)
+        .min(shares.len());
     let interpolates = |window: &[(u64, PublicKey)]| {
         recover_public_key(window, threshold)
             .map(|key| key == validator.pubkey)
             .map_err(|source| LockError::Interpolation {
-                validator: validator.pubkey,
-                source,
+                validator: validator.pubkey.to_string(),
+                source: Box::new(source),
             })
     };
     let (first, later) = shares.split_at(t);
     if !interpolates(first)? {
         return Err(LockError::NotInterpolating {
-            validator: validator.pubkey,
+            validator: validator.pubkey.to_string(),
             share_indices: first.iter().map(|(index, _)| *index).collect(),
         });
     }
@@ -527,7 +534,7 @@ fn validate_interpolation(validator: &DistributedValidator, threshold: u64) -> R
         window.push(*share);
         if !interpolates(&window)? {
             return Err(LockError::ShareOffPolynomial {
-                validator: validator.pubkey,
+                validator: validator.pubkey.to_string(),
                 share_index: share.0,
                 others: base.iter().map(|(index, _)| *index).collect(),
             });
@@ -538,9 +545,7 @@ fn validate_interpolation(validator: &DistributedValidator, threshold: u64) -> R
 
 fn is_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0)
-        }
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0),
         None => false,
     }
 }
@@ -630,13 +635,13 @@ impl ValidatorFile {
                 .pubkey
                 .parse::<PublicKey>()
                 .map_err(|source| LockError::ShareKey {
-                    validator: pubkey,
+                    validator: pubkey.to_string(),
                     share_index: share.share_index,
                     source,
                 })?;
             if public_shares.insert(share.share_index, key).is_some() {
                 return Err(LockError::DuplicateShare {
-                    validator: pubkey,
+                    validator: pubkey.to_string(),
                     share_index: share.share_index,
                 });
             }

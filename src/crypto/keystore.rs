@@ -84,7 +84,9 @@ pub enum KeystoreError {
         version: u32,
     },
     /// A kdf, checksum or cipher function this implementation does not know.
-    #[error("keystore {keystore}: unsupported {module} function {function:?} (supported: {supported})")]
+    #[error(
+        "keystore {keystore}: unsupported {module} function {function:?} (supported: {supported})"
+    )]
     UnsupportedFunction {
         /// Which keystore.
         keystore: String,
@@ -214,11 +216,7 @@ impl Kdf {
             }
             Kdf::Pbkdf2 { c } => {
                 if c == 0 || c > MAX_PBKDF2_C {
-                    return Err(out_of_bounds(
-                        "pbkdf2 c",
-                        c.into(),
-                        "c must be 1..=2^22",
-                    ));
+                    return Err(out_of_bounds("pbkdf2 c", c.into(), "c must be 1..=2^22"));
                 }
             }
         }
@@ -235,14 +233,13 @@ impl Kdf {
         let mut key = Zeroizing::new([0u8; 32]);
         match *self {
             Kdf::Scrypt { log_n, r, p } => {
-                let params =
-                    scrypt::Params::new(log_n, r, p, key.len()).map_err(|error| {
-                        KeystoreError::BadField {
-                            keystore: keystore.to_owned(),
-                            field: "crypto.kdf.params",
-                            problem: error.to_string(),
-                        }
-                    })?;
+                let params = scrypt::Params::new(log_n, r, p, key.len()).map_err(|error| {
+                    KeystoreError::BadField {
+                        keystore: keystore.to_owned(),
+                        field: "crypto.kdf.params",
+                        problem: error.to_string(),
+                    }
+                })?;
                 scrypt::scrypt(password, salt, &params, key.as_mut()).map_err(|error| {
                     KeystoreError::BadField {
                         keystore: keystore.to_owned(),
@@ -488,14 +485,13 @@ impl Keystore {
         let (kdf, dklen, salt) = match module.function.as_str() {
             "scrypt" => {
                 let params: ScryptParams = self.params("kdf", module)?;
-                let log_n = scrypt_log_n(params.n).ok_or_else(|| {
-                    KeystoreError::ParamOutOfBounds {
+                let log_n =
+                    scrypt_log_n(params.n).ok_or_else(|| KeystoreError::ParamOutOfBounds {
                         keystore: self.describe(),
                         param: "scrypt n",
                         value: params.n,
                         reason: "n must be a power of two between 2 and 2^20",
-                    }
-                })?;
+                    })?;
                 let kdf = Kdf::Scrypt {
                     log_n,
                     r: params.r,
@@ -704,7 +700,10 @@ mod tests {
             hex::encode(encoded.as_bytes()),
             "7465737470617373776f7264f09f9491"
         );
-        assert_eq!(normalize_password("a\u{0}b\u{7f}c\u{85}d e").as_str(), "abcd e");
+        assert_eq!(
+            normalize_password("a\u{0}b\u{7f}c\u{85}d e").as_str(),
+            "abcd e"
+        );
     }
 
     #[test]
