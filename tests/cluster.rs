@@ -224,77 +224,91 @@ fn valid_lock_json() -> Value {
     serde_json::from_str(&created.lock.to_json()).expect("json")
 }
 
-fn load_error(json: &Value) -> String {
-    ClusterLock::from_json(&json.to_string())
+/// Loads `valid` after `edit`, expecting an error whose message contains
+/// every one of `expected`.
+fn assert_refused(valid: &Value, edit: impl FnOnce(&mut Value), expected: &[&str]) {
+    let mut lock = valid.clone();
+    edit(&mut lock);
+    let message = ClusterLock::from_json(&lock.to_string())
         .expect_err("invalid lock")
-        .to_string()
+        .to_string();
+    for part in expected {
+        assert!(message.contains(part), "expected {part:?} in: {message}");
+    }
+}
+
+fn validator_key(lock: &Value, k: usize) -> String {
+    lock["validators"][k]["pubkey"]
+        .as_str()
+        .expect("pubkey")
+        .to_owned()
 }
 
 #[test]
 fn bad_locks_are_refused_naming_the_culprit() {
     let valid = valid_lock_json();
     ClusterLock::from_json(&valid.to_string()).expect("the unmodified lock is valid");
-    let validator = valid["validators"][1]["pubkey"]
-        .as_str()
-        .expect("pubkey")
-        .to_owned();
-
-    let mut lock = valid.clone();
-    lock["validators"][1]["public_shares"][2]["share_index"] = 2.into();
-    let message = load_error(&lock);
-    assert!(message.contains(&validator), "{message}");
-    assert!(
-        message.contains("share index 2 appears more than once"),
-        "{message}"
+    let validator = validator_key(&valid, 1);
+    let shares = |lock: &mut Value| lock["validators"][1]["public_shares"].clone();
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][1]["public_shares"][2]["share_index"] = 2.into(),
+        &[&validator, "share index 2 appears more than once"],
     );
-
-    let mut lock = valid.clone();
-    lock["validators"][1]["public_shares"][0]["share_index"] = 0.into();
-    let message = load_error(&lock);
-    assert!(
-        message.contains("share index 0 is outside 1..=4"),
-        "{message}"
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][1]["public_shares"][0]["share_index"] = 0.into(),
+        &[&validator, "share index 0 is outside 1..=4"],
     );
-
-    let mut lock = valid.clone();
-    lock["threshold"] = 5.into();
-    assert!(load_error(&lock).contains("threshold 5 is invalid for 4 operators"));
-
-    let mut lock = valid.clone();
-    lock["threshold"] = 1.into();
-    assert!(load_error(&lock).contains("threshold 1 is invalid for 4 operators"));
-
-    let mut lock = valid.clone();
-    lock["operators"][3]["index"] = 1.into();
-    assert!(load_error(&lock).contains("operator index 1 appears more than once"));
+    assert_refused(
+        &valid,
+        |lock| {
+            let mut fewer = shares(lock);
+            fewer.as_array_mut().expect("array").pop();
+            lock["validators"][1]["public_shares"] = fewer;
+        },
+        &[&validator, "no public share for share index 4"],
+    );
+    assert_refused(
+        &valid,
+        |lock| lock["threshold"] = 5.into(),
+        &["threshold 5 is invalid for 4 operators"],
+    );
+    assert_refused(
+        &valid,
+        |lock| lock["threshold"] = 1.into(),
+        &["threshold 1 is invalid for 4 operators"],
+    );
+    assert_refused(
+        &valid,
+        |lock| lock["operators"][3]["index"] = 1.into(),
+        &["operator index 1 appears more than once"],
+    );
+    assert_refused(
+        &valid,
+        |lock| lock["operators"][0]["peer_address"] = "localhost".into(),
+        &["operator 1: peer address \"localhost\""],
+    );
 }
 
 #[test]
 fn a_share_off_the_polynomial_is_named() {
     let valid = valid_lock_json();
-    let validator = valid["validators"][0]["pubkey"]
-        .as_str()
-        .expect("pubkey")
-        .to_owned();
+    let validator = validator_key(&valid, 0);
+    let other_share = |i: usize| valid["validators"][1]["public_shares"][i].clone();
     // Share 4 of validator 0 replaced by share 4 of validator 1: a valid point
     // that does not interpolate.
-    let mut lock = valid.clone();
-    lock["validators"][0]["public_shares"][3] = valid["validators"][1]["public_shares"][3].clone();
-    let message = load_error(&lock);
-    assert!(message.contains(&validator), "{message}");
-    assert!(
-        message.contains("public share 4 does not interpolate"),
-        "{message}"
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][0]["public_shares"][3] = other_share(3),
+        &[&validator, "public share 4 does not interpolate"],
     );
-
     // Inside the first t shares the culprit cannot be singled out: the
     // window is named.
-    let mut lock = valid.clone();
-    lock["validators"][0]["public_shares"][1] = valid["validators"][1]["public_shares"][1].clone();
-    let message = load_error(&lock);
-    assert!(
-        message.contains("public shares [1, 2, 3] do not interpolate"),
-        "{message}"
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][0]["public_shares"][1] = other_share(1),
+        &[&validator, "public shares [1, 2, 3] do not interpolate"],
     );
 }
 
@@ -302,25 +316,24 @@ fn a_share_off_the_polynomial_is_named() {
 fn infinity_and_off_curve_keys_are_named() {
     let infinity = format!("0xc0{}", "00".repeat(47));
     let valid = valid_lock_json();
-
-    let mut lock = valid.clone();
-    lock["validators"][0]["pubkey"] = infinity.clone().into();
-    let message = load_error(&lock);
-    assert!(
-        message.contains(&infinity) && message.contains("infinity"),
-        "{message}"
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][0]["pubkey"] = infinity.clone().into(),
+        &[&infinity, "infinity"],
     );
-
-    let mut lock = valid.clone();
-    let validator = valid["validators"][1]["pubkey"]
-        .as_str()
-        .expect("pubkey")
-        .to_owned();
-    lock["validators"][1]["public_shares"][2]["pubkey"] = infinity.clone().into();
-    let message = load_error(&lock);
-    assert!(message.contains(&validator), "{message}");
-    assert!(message.contains("public share 3"), "{message}");
-    assert!(message.contains("infinity"), "{message}");
+    let validator = validator_key(&valid, 1);
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][1]["public_shares"][2]["pubkey"] = infinity.clone().into(),
+        &[&validator, "public share 3", "infinity"],
+    );
+    // x = 0 with the compression flag: not on the curve.
+    let off_curve = format!("0x80{}", "00".repeat(47));
+    assert_refused(
+        &valid,
+        |lock| lock["validators"][1]["public_shares"][0]["pubkey"] = off_curve.clone().into(),
+        &[&validator, "public share 1"],
+    );
 }
 
 #[test]

@@ -258,61 +258,62 @@ fn combine_signatures_rejects_too_few_partials_and_bad_input() {
     assert!(stderr(&output).contains("partial 1"), "{}", stderr(&output));
 }
 
+/// `recover-key` of interop validator 1 from the given shares of the cluster
+/// in `out`, with extra arguments.
+fn recover_key(out: &Path, shares: &[u64], target: &Path, extra: &[&str]) -> Output {
+    let lock = out.join("cluster-lock.json");
+    let validator = interop_secret_key(1).public_key().to_string();
+    let mut args = vec![
+        "recover-key".to_owned(),
+        "--lock".into(),
+        lock.display().to_string(),
+        "--validator".into(),
+        validator,
+        "--out".into(),
+        target.display().to_string(),
+        "--insecure-fast-kdf".into(),
+    ];
+    for index in shares {
+        let keystore = out.join(format!("operator-{index}/validator_keys/keystore-1.json"));
+        args.push("--share".into());
+        args.push(format!(
+            "{index}:{}:{}",
+            keystore.display(),
+            keystore.with_extension("txt").display()
+        ));
+    }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    run_strings(&args)
+}
+
 #[test]
 fn recover_key_writes_the_original_validator_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = create_from_interop_keys(dir.path(), 2);
-    let lock = out.join("cluster-lock.json");
-    let share = |index: u64| {
-        let keystore = out.join(format!("operator-{index}/validator_keys/keystore-1.json"));
-        format!(
-            "{index}:{}:{}",
-            keystore.display(),
-            keystore.with_extension("txt").display()
-        )
-    };
     let password_file = dir.path().join("new-password.txt");
     std::fs::write(&password_file, "fresh password\n").expect("password");
     let recovered = dir.path().join("recovered.json");
-    let validator = interop_secret_key(1).public_key().to_string();
-    let output = run(&[
-        "recover-key",
-        "--lock",
-        lock.to_str().expect("utf-8"),
-        "--validator",
-        &validator,
-        "--share",
-        &share(2),
-        "--share",
-        &share(3),
-        "--share",
-        &share(4),
-        "--out",
-        recovered.to_str().expect("utf-8"),
-        "--password-file",
-        password_file.to_str().expect("utf-8"),
-        "--insecure-fast-kdf",
-    ]);
+    let output = recover_key(
+        &out,
+        &[2, 3, 4],
+        &recovered,
+        &["--password-file", password_file.to_str().expect("utf-8")],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
+    let validator = interop_secret_key(1).public_key().to_string();
     assert!(stdout(&output).contains(&validator));
     let secret = decrypt_keystore_file(&recovered, &password_file).expect("decrypt");
     assert_eq!(secret.to_bytes(), interop_secret_key(1).to_bytes());
 
+    // Without --password-file a random password is written next to the keystore.
+    let second = dir.path().join("second.json");
+    let output = recover_key(&out, &[1, 2, 4], &second, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let secret = decrypt_keystore_file(&second, &dir.path().join("second.txt")).expect("decrypt");
+    assert_eq!(secret.to_bytes(), interop_secret_key(1).to_bytes());
+
     // Two shares are not enough for threshold 3.
-    let output = run(&[
-        "recover-key",
-        "--lock",
-        lock.to_str().expect("utf-8"),
-        "--validator",
-        &validator,
-        "--share",
-        &share(2),
-        "--share",
-        &share(3),
-        "--out",
-        dir.path().join("other.json").to_str().expect("utf-8"),
-        "--insecure-fast-kdf",
-    ]);
+    let output = recover_key(&out, &[2, 3], &dir.path().join("other.json"), &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("need 3"), "{}", stderr(&output));
 }

@@ -21,11 +21,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::lock::{
-    parse_fork_version, read_lock_file, ClusterLock, DistributedValidator, LockError, NodeIdentity,
-    Operator,
+    parse_fork_version, parse_group_key, parse_public_share, read_lock_file, ClusterLock,
+    DistributedValidator, LockError, NodeIdentity, Operator,
 };
 use super::network_of_fork_version;
-use crate::crypto::PublicKey;
 
 #[derive(Deserialize)]
 struct CharonLock {
@@ -97,25 +96,13 @@ pub fn from_charon_json(json: &str) -> Result<ClusterLock, LockError> {
 }
 
 fn import_validator(validator: CharonValidator) -> Result<DistributedValidator, LockError> {
-    let pubkey = validator
-        .distributed_public_key
-        .parse::<PublicKey>()
-        .map_err(|source| LockError::GroupKey {
-            validator: validator.distributed_public_key.clone(),
-            source,
-        })?;
+    let pubkey = parse_group_key(&validator.distributed_public_key)?;
     let public_shares = validator
         .public_shares
         .iter()
         .zip(1u64..)
         .map(|(text, share_index)| {
-            text.parse::<PublicKey>()
-                .map(|key| (share_index, key))
-                .map_err(|source| LockError::ShareKey {
-                    validator: pubkey.to_string(),
-                    share_index,
-                    source,
-                })
+            parse_public_share(&pubkey, share_index, text).map(|key| (share_index, key))
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(DistributedValidator {

@@ -578,6 +578,27 @@ pub(crate) fn parse_fork_version(text: &str) -> Result<Version, LockError> {
     Ok(version)
 }
 
+/// Parses a validator's group public key, naming it on failure.
+pub(crate) fn parse_group_key(text: &str) -> Result<PublicKey, LockError> {
+    text.parse().map_err(|source| LockError::GroupKey {
+        validator: text.to_owned(),
+        source,
+    })
+}
+
+/// Parses a public share, naming its validator and share index on failure.
+pub(crate) fn parse_public_share(
+    validator: &PublicKey,
+    share_index: u64,
+    text: &str,
+) -> Result<PublicKey, LockError> {
+    text.parse().map_err(|source| LockError::ShareKey {
+        validator: validator.to_string(),
+        share_index,
+        source,
+    })
+}
+
 impl OperatorFile {
     fn into_operator(self) -> Result<Operator, LockError> {
         let identity = match (self.node_pubkey, self.enr) {
@@ -622,23 +643,10 @@ impl From<&Operator> for OperatorFile {
 
 impl ValidatorFile {
     fn into_validator(self) -> Result<DistributedValidator, LockError> {
-        let pubkey = self
-            .pubkey
-            .parse::<PublicKey>()
-            .map_err(|source| LockError::GroupKey {
-                validator: self.pubkey.clone(),
-                source,
-            })?;
+        let pubkey = parse_group_key(&self.pubkey)?;
         let mut public_shares = BTreeMap::new();
         for share in self.public_shares {
-            let key = share
-                .pubkey
-                .parse::<PublicKey>()
-                .map_err(|source| LockError::ShareKey {
-                    validator: pubkey.to_string(),
-                    share_index: share.share_index,
-                    source,
-                })?;
+            let key = parse_public_share(&pubkey, share.share_index, &share.pubkey)?;
             if public_shares.insert(share.share_index, key).is_some() {
                 return Err(LockError::DuplicateShare {
                     validator: pubkey.to_string(),

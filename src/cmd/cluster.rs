@@ -250,24 +250,27 @@ fn parse_index(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("share index {text:?} is not a number"))
 }
 
-fn parse_partial(text: &str) -> Result<(u64, Signature), String> {
-    let (index, signature) = text
+/// Parses `I:0xHEX` into a share index and a key or signature.
+fn parse_indexed<T>(text: &str, what: &str) -> Result<(u64, T), String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let (index, value) = text
         .split_once(':')
-        .ok_or_else(|| format!("{text:?} is not I:0xSIGNATURE"))?;
-    let signature = signature
+        .ok_or_else(|| format!("{text:?} is not I:0x{}", what.to_uppercase()))?;
+    let value = value
         .parse()
-        .map_err(|error| format!("partial {index}: {error}"))?;
-    Ok((parse_index(index)?, signature))
+        .map_err(|error| format!("{what} {index}: {error}"))?;
+    Ok((parse_index(index)?, value))
+}
+
+fn parse_partial(text: &str) -> Result<(u64, Signature), String> {
+    parse_indexed(text, "partial")
 }
 
 fn parse_pubshare(text: &str) -> Result<(u64, PublicKey), String> {
-    let (index, pubkey) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{text:?} is not I:0xPUBKEY"))?;
-    let pubkey = pubkey
-        .parse()
-        .map_err(|error| format!("pubshare {index}: {error}"))?;
-    Ok((parse_index(index)?, pubkey))
+    parse_indexed(text, "pubshare")
 }
 
 fn parse_share(text: &str) -> Result<ShareKeystoreFile, String> {

@@ -535,14 +535,7 @@ impl Keystore {
 
     fn cipher(&self) -> Result<([u8; IV_LEN], Vec<u8>), KeystoreError> {
         let module = &self.crypto.cipher;
-        if module.function != "aes-128-ctr" {
-            return Err(KeystoreError::UnsupportedFunction {
-                keystore: self.describe(),
-                module: "cipher",
-                function: module.function.clone(),
-                supported: "aes-128-ctr",
-            });
-        }
+        self.expect_function("cipher", module, "aes-128-ctr")?;
         let params: CipherParams = self.params("cipher", module)?;
         let iv = self.decode_hex("crypto.cipher.params.iv", &params.iv, IV_LEN..=IV_LEN)?;
         let ciphertext = self.decode_hex(
@@ -557,15 +550,25 @@ impl Keystore {
 
     fn checksum(&self) -> Result<Vec<u8>, KeystoreError> {
         let module = &self.crypto.checksum;
-        if module.function != "sha256" {
-            return Err(KeystoreError::UnsupportedFunction {
-                keystore: self.describe(),
-                module: "checksum",
-                function: module.function.clone(),
-                supported: "sha256",
-            });
-        }
+        self.expect_function("checksum", module, "sha256")?;
         self.decode_hex("crypto.checksum.message", &module.message, 32..=32)
+    }
+
+    fn expect_function(
+        &self,
+        module_name: &'static str,
+        module: &Module,
+        supported: &'static str,
+    ) -> Result<(), KeystoreError> {
+        if module.function == supported {
+            return Ok(());
+        }
+        Err(KeystoreError::UnsupportedFunction {
+            keystore: self.describe(),
+            module: module_name,
+            function: module.function.clone(),
+            supported,
+        })
     }
 
     fn params<T: serde::de::DeserializeOwned>(
