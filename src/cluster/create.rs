@@ -653,3 +653,37 @@ pub fn recover_validator_keystore(
     let secret = recover_validator_key(lock, validator, &shares)?;
     write_keystore_with_password(&secret, out, password, kdf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_threshold_is_ceil_two_thirds() {
+        // (n, ceil(2n/3)) worked out by hand.
+        for (n, t) in [(2, 2), (3, 2), (4, 3), (5, 4), (6, 4), (7, 5), (10, 7)] {
+            assert_eq!(default_threshold(n), t, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn keystores_sort_by_their_number() {
+        let mut names = [
+            "keystore-10.json",
+            "keystore-2.json",
+            "keystore-1.json",
+            "x.json",
+        ]
+        .map(PathBuf::from);
+        names.sort_by_key(|path| natural_key(path));
+        assert_eq!(
+            names.map(|path| path.display().to_string()),
+            [
+                "keystore-1.json",
+                "keystore-2.json",
+                "keystore-10.json",
+                "x.json"
+            ]
+        );
+    }
+}

@@ -414,6 +414,13 @@ impl ClusterLock {
         self.operators.iter().find(|o| o.index == index)
     }
 
+    /// The operator whose node identity is the BLS key `node_pubkey`.
+    pub fn operator_by_node_key(&self, node_pubkey: &PublicKey) -> Option<&Operator> {
+        self.operators
+            .iter()
+            .find(|o| matches!(&o.identity, NodeIdentity::Bls(key) if key == node_pubkey))
+    }
+
     fn validate(&self) -> Result<(), LockError> {
         let n = self.operators.len();
         if !(2..=MAX_OPERATORS).contains(&n) {
@@ -674,5 +681,31 @@ impl From<&DistributedValidator> for ValidatorFile {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_are_host_and_nonzero_port() {
+        assert!(is_host_port("127.0.0.1:9100"));
+        assert!(is_host_port("node-3.example:1"));
+        assert!(is_host_port("[::1]:9100"));
+        assert!(!is_host_port("127.0.0.1"));
+        assert!(!is_host_port(":9100"));
+        assert!(!is_host_port("host:0"));
+        assert!(!is_host_port("host:65536"));
+    }
+
+    #[test]
+    fn fork_versions_are_four_hex_bytes() {
+        assert_eq!(
+            parse_fork_version("0x00001020").ok(),
+            Some([0, 0, 0x10, 0x20])
+        );
+        assert!(parse_fork_version("00001020").is_err());
+        assert!(parse_fork_version("0x000010").is_err());
     }
 }
