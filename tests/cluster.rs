@@ -376,3 +376,33 @@ fn charon_lock_imports_with_interpolating_shares() {
         lock
     );
 }
+
+#[test]
+fn split_existing_keys_names_a_missing_or_wrong_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    let keystores = write_existing_keys(&keys, 2);
+    let password_1 = keystores[1].with_extension("txt");
+
+    std::fs::write(&password_1, "not the password\n").expect("write");
+    let message = create_cluster(&config(
+        &dir.path().join("a"),
+        4,
+        ValidatorKeys::SplitExisting(keys.clone()),
+    ))
+    .expect_err("wrong password")
+    .to_string();
+    assert!(message.contains("wrong password"), "{message}");
+    assert!(message.contains("keystore-1.json"), "{message}");
+    assert!(!message.contains("not the password"), "{message}");
+
+    std::fs::remove_file(&password_1).expect("remove");
+    let message = create_cluster(&config(
+        &dir.path().join("b"),
+        4,
+        ValidatorKeys::SplitExisting(keys),
+    ))
+    .expect_err("missing password")
+    .to_string();
+    assert!(message.contains("keystore-1.txt"), "{message}");
+}

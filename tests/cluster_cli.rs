@@ -317,3 +317,25 @@ fn recover_key_writes_the_original_validator_key() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("need 3"), "{}", stderr(&output));
 }
+
+#[test]
+fn create_encrypts_with_the_eip2335_scrypt_unless_asked_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    let output = run(&[
+        "create",
+        "--operators",
+        "2",
+        "--validators",
+        "1",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let keystore =
+        Keystore::load(&out.join("operator-1/validator_keys/keystore-0.json")).expect("load");
+    assert_eq!(keystore.crypto.kdf.function, "scrypt");
+    assert_eq!(keystore.crypto.kdf.params["n"], 262_144);
+    assert_eq!(keystore.crypto.kdf.params["r"], 8);
+    assert_eq!(keystore.crypto.kdf.params["p"], 1);
+}

@@ -271,6 +271,10 @@ pub fn create_cluster(config: &CreateConfig) -> Result<CreatedCluster, CreateErr
     let node_keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::random()).collect();
     let lock = build_lock(config, threshold, &secrets, &shares, &node_keys)?;
 
+    std::fs::create_dir_all(&config.out_dir).map_err(|source| CreateError::Io {
+        path: config.out_dir.clone(),
+        source,
+    })?;
     let lock_path = config.out_dir.join(LOCK_FILE_NAME);
     lock.save(&lock_path)?;
     let mut shares_by_operator: BTreeMap<u64, Vec<&SecretKey>> = BTreeMap::new();
@@ -310,19 +314,23 @@ fn check_ports(base: u16, n: u64) -> Result<(), CreateError> {
     Ok(())
 }
 
+/// Refuses a non-empty `dir` before any expensive work; creates it only once
+/// there is something to write.
 fn ensure_empty_dir(dir: &Path) -> Result<(), CreateError> {
-    let io = |source| CreateError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    if dir.exists() {
-        if std::fs::read_dir(dir).map_err(io)?.next().is_some() {
-            return Err(CreateError::OutDirNotEmpty {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(CreateError::Io {
                 path: dir.to_owned(),
-            });
+                source,
+            })
         }
-    } else {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    };
+    if entries.next().is_some() {
+        return Err(CreateError::OutDirNotEmpty {
+            path: dir.to_owned(),
+        });
     }
     Ok(())
 }
