@@ -314,8 +314,8 @@ fn check_ports(base: u16, n: u64) -> Result<(), CreateError> {
     Ok(())
 }
 
-/// Refuses a non-empty `dir` before any expensive work; creates it only once
-/// there is something to write.
+/// Refuses a non-empty `dir` before any expensive work (the caller creates
+/// it only when it has something to write).
 fn ensure_empty_dir(dir: &Path) -> Result<(), CreateError> {
     let mut entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
