@@ -16,7 +16,7 @@ pub use create::{
 };
 pub use lock::{ClusterLock, DistributedValidator, LockError, NodeIdentity, Operator};
 
-use crate::spec::{ChainSpec, ForkName, Version};
+use crate::spec::{ChainSpec, Version};
 
 /// Public networks whose genesis fork version is not in [`ChainSpec`]; used to
 /// name the network of an imported lock and to resolve `--network`.
@@ -31,7 +31,7 @@ fn known_networks() -> Vec<(String, Version)> {
     let mut networks: Vec<(String, Version)> = [ChainSpec::mainnet(), ChainSpec::minimal()]
         .into_iter()
         .map(|spec| {
-            let version = spec.fork_version(ForkName::Phase0);
+            let version = spec.genesis_fork_version();
             (spec.config_name, version)
         })
         .collect();

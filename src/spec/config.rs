@@ -148,6 +148,12 @@ impl ChainSpec {
             .map(|(name, _, _)| *name)
     }
 
+    /// `GENESIS_FORK_VERSION`.
+    pub fn genesis_fork_version(&self) -> Version {
+        // Every constructor lists phase0 first.
+        self.forks.first().map(|(_, version, _)| *version).unwrap_or_default()
+    }
+
     /// The version and activation epoch of `fork` in this configuration.
     pub fn fork_schedule(&self, fork: ForkName) -> Option<(Version, Epoch)> {
         self.forks
