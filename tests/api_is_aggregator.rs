@@ -320,6 +320,13 @@ async fn post_chunked(addr: SocketAddr, body: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+fn expect_not_implemented<T: std::fmt::Debug>(reply: Result<T, ClientError>, endpoint: &str) {
+    let error = reply.expect_err("501");
+    assert_eq!(error.status(), Some(501), "{error}");
+    let meaning = format!("{endpoint} is only served by distributed validator middleware");
+    assert!(error.to_string().contains(&meaning), "{error}");
+}
+
 fn expect_status(result: Result<Vec<bool>, ClientError>, status: u16) -> ClientError {
     let error = result.expect_err("an error status");
     assert_eq!(error.status(), Some(status), "{error}");
@@ -643,36 +650,16 @@ impl Tester {
             slot: case.slot,
             selection_proof: case.slot_signature,
         };
-        let error = self
-            .client
-            .beacon_committee_selections(&[beacon])
-            .await
-            .expect_err("501");
-        assert_eq!(error.status(), Some(501), "{error}");
-        assert!(
-            error
-                .to_string()
-                .contains("only served by distributed validator middleware"),
-            "{error}"
-        );
+        let reply = self.client.beacon_committee_selections(&[beacon]).await;
+        expect_not_implemented(reply, "beacon_committee_selections");
         let sync = SyncCommitteeSelection {
             validator_index: case.validator_index,
             slot: case.slot,
             subcommittee_index: 0,
             selection_proof: case.slot_signature,
         };
-        let error = self
-            .client
-            .sync_committee_selections(&[sync])
-            .await
-            .expect_err("501");
-        assert_eq!(error.status(), Some(501), "{error}");
-        assert!(
-            error
-                .to_string()
-                .contains("sync_committee_selections is only served"),
-            "{error}"
-        );
+        let reply = self.client.sync_committee_selections(&[sync]).await;
+        expect_not_implemented(reply, "sync_committee_selections");
         self
     }
 

@@ -112,27 +112,27 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     }
     let (status, message) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "no such endpoint".to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::MethodNotAllowed>() {
-        (StatusCode::METHOD_NOT_ALLOWED, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::PayloadTooLarge>() {
-        (StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::UnsupportedMediaType>() {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::LengthRequired>() {
-        (StatusCode::LENGTH_REQUIRED, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::InvalidHeader>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::MissingHeader>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
     } else {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unhandled rejection: {rejection:?}"),
-        )
+        use warp::filters::body::BodyDeserializeError;
+        use warp::reject::{
+            InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
+            PayloadTooLarge, UnsupportedMediaType,
+        };
+        let r = &rejection;
+        found::<MethodNotAllowed>(r, StatusCode::METHOD_NOT_ALLOWED)
+            .or_else(|| found::<PayloadTooLarge>(r, StatusCode::PAYLOAD_TOO_LARGE))
+            .or_else(|| found::<UnsupportedMediaType>(r, StatusCode::UNSUPPORTED_MEDIA_TYPE))
+            .or_else(|| found::<LengthRequired>(r, StatusCode::LENGTH_REQUIRED))
+            .or_else(|| found::<BodyDeserializeError>(r, StatusCode::BAD_REQUEST))
+            .or_else(|| found::<InvalidHeader>(r, StatusCode::BAD_REQUEST))
+            .or_else(|| found::<MissingHeader>(r, StatusCode::BAD_REQUEST))
+            .or_else(|| found::<InvalidQuery>(r, StatusCode::BAD_REQUEST))
+            .unwrap_or_else(|| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("unhandled rejection: {r:?}"),
+                )
+            })
     };
     let body = ErrorMessage {
         code: status.as_u16(),
@@ -140,6 +140,16 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         failures: Vec::new(),
     };
     Ok(error_response(status, &body))
+}
+
+/// The status and message of a warp rejection of type `T`, if it is one.
+fn found<T: std::fmt::Display + 'static>(
+    rejection: &Rejection,
+    status: StatusCode,
+) -> Option<(StatusCode, String)> {
+    rejection
+        .find::<T>()
+        .map(|error| (status, error.to_string()))
 }
 
 async fn is_aggregator<S, B>(
