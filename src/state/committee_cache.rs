@@ -210,12 +210,10 @@ impl CommitteeCache {
     /// The committee `validator_index` attests in during the cached epoch, or
     /// `None` if it is not active in it. Constant time.
     pub fn attester_position(&self, validator_index: ValidatorIndex) -> Option<AttesterPosition> {
-        let position = u64::from(
-            self.shuffling_positions
-                .get(usize::try_from(validator_index).ok()?)
-                .copied()??
-                .get(),
-        ) - 1;
+        let entry = self
+            .shuffling_positions
+            .get(usize::try_from(validator_index).ok()?)?;
+        let position = u64::from(entry.as_ref()?.get()) - 1;
         let number = self.committee_containing(position);
         let start = self.committee_start(number);
         Some(AttesterPosition {

@@ -61,26 +61,26 @@ pub fn compute_shuffled_index(
 ///
 /// Every round of the shuffle is an involution that swaps `i` with its `flip`
 /// when the source bit of the larger of the two is set. `compute_shuffled_index`
-/// applies rounds `0, 1, ..., R-1` to an index; permuting the list by a round
+/// applies rounds `0, 1, ..., R-1` to an index; permuting a list by a round
 /// composes on the other side, so the list form applies them from `R-1` down to 0.
-pub fn shuffle_list<T: Copy>(
-    list: &mut [T],
+pub fn shuffle_list(
+    list: &mut [u64],
     seed: &[u8; 32],
     shuffle_round_count: u8,
 ) -> Result<(), ShufflingError> {
-    let count = list.len() as u64;
-    check_size(count)?;
+    let count = list.len();
+    check_size(count as u64)?;
     if count <= 1 {
         return Ok(());
     }
     for round in (0..shuffle_round_count).rev() {
         let mut source = RoundSource::new(seed, round);
         // pivot < count <= 2^24, so it fits in usize.
-        let pivot = source.pivot(count) as usize;
+        let pivot = source.pivot(count as u64) as usize;
         // Pairs (a, b) with a + b == pivot cover 0..=pivot; pairs with
         // a + b == pivot + count cover the rest. Each pair is decided by b, the larger.
         swap_mirrored_pairs(list, &mut source, pivot, pivot);
-        swap_mirrored_pairs(list, &mut source, pivot + list.len(), list.len() - 1);
+        swap_mirrored_pairs(list, &mut source, pivot + count, count - 1);
     }
     Ok(())
 }
@@ -95,22 +95,61 @@ fn check_size(count: u64) -> Result<(), ShufflingError> {
 /// For every `b` in `sum/2 + 1 ..= last`, swaps `list[sum - b]` with `list[b]`
 /// if the round's source bit for position `b` is set. Walks one 256-position
 /// block at a time so that each block costs one hash.
-fn swap_mirrored_pairs<T: Copy>(list: &mut [T], source: &mut RoundSource, sum: usize, last: usize) {
+fn swap_mirrored_pairs(list: &mut [u64], source: &mut RoundSource, sum: usize, last: usize) {
     let mut first = sum / 2 + 1;
     while first <= last {
         let block_last = last.min(first | 0xff);
+        let len = block_last - first + 1;
         let bits = source.block_bits(first >> 8);
-        for b in first..=block_last {
-            let a = sum - b;
-            // A select rather than a branch: the bits are random, a branch would
-            // be mispredicted half the time.
-            let swap = (bits[(b & 0xff) >> 3] >> (b & 7)) & 1 == 1;
-            let (x, y) = (list[a], list[b]);
-            list[a] = if swap { y } else { x };
-            list[b] = if swap { x } else { y };
-        }
+        // b > sum / 2 > sum - b, so the partners of this block all lie below
+        // `first`: two disjoint slices of equal length.
+        let (below, above) = list.split_at_mut(first);
+        let low = &mut below[sum - block_last..][..len];
+        let high = &mut above[..len];
+        swap_selected(low, high, &bits, first & 0xff);
         first = block_last + 1;
     }
+}
+
+/// Swaps `high[k]` with `low[len - 1 - k]` where bit `offset + k` of `bits`
+/// is set: bit by bit up to a byte boundary, then a byte (8 pairs) at a time,
+/// then bit by bit for the rest.
+fn swap_selected(low: &mut [u64], high: &mut [u64], bits: &[u8; 32], offset: usize) {
+    let head = ((8 - offset % 8) % 8).min(high.len());
+    let (high_head, high) = high.split_at_mut(head);
+    let (low, low_head) = low.split_at_mut(low.len() - head);
+    swap_bit_by_bit(low_head, high_head, bits, offset);
+
+    let offset = offset + head;
+    let tail_offset = offset + high.len() / 8 * 8;
+    let mut high_bytes = high.chunks_exact_mut(8);
+    let mut low_bytes = low.rchunks_exact_mut(8);
+    let bytes = bits.iter().skip(offset / 8);
+    for ((high, low), &byte) in (&mut high_bytes).zip(&mut low_bytes).zip(bytes) {
+        for j in 0..8 {
+            swap_masked(&mut low[7 - j], &mut high[j], byte >> j);
+        }
+    }
+    let (low_tail, high_tail) = (low_bytes.into_remainder(), high_bytes.into_remainder());
+    swap_bit_by_bit(low_tail, high_tail, bits, tail_offset);
+}
+
+/// [`swap_selected`] for a few pairs, one bit at a time (`offset + len <= 256`).
+fn swap_bit_by_bit(low: &mut [u64], high: &mut [u64], bits: &[u8; 32], offset: usize) {
+    for (k, (high, low)) in high.iter_mut().zip(low.iter_mut().rev()).enumerate() {
+        let bit = offset + k;
+        swap_masked(low, high, bits[bit >> 3] >> (bit & 7));
+    }
+}
+
+/// Swaps `low` and `high` if the lowest bit of `bit` is set, without a branch:
+/// the bits are random, so a branch would be mispredicted half the time (LLVM
+/// turns an `if` select into one here, and the loop ran several times slower).
+fn swap_masked(low: &mut u64, high: &mut u64, bit: u8) {
+    let mask = 0u64.wrapping_sub(u64::from(bit & 1));
+    let difference = (*low ^ *high) & mask;
+    *low ^= difference;
+    *high ^= difference;
 }
 
 /// The hashes of one round: `hash(seed ‖ round)` for the pivot and
