@@ -37,8 +37,8 @@ impl Oracle {
             .join("tests/fixtures/oracle")
             .join(folder);
         let ssz = std::fs::read(dir.join("state.ssz")).unwrap();
-        let vectors = serde_json::from_slice(&std::fs::read(dir.join("vectors.json")).unwrap())
-            .unwrap();
+        let vectors =
+            serde_json::from_slice(&std::fs::read(dir.join("vectors.json")).unwrap()).unwrap();
         Oracle {
             folder,
             ssz,
@@ -107,22 +107,44 @@ fn every_oracle_state_decodes_reencodes_and_hashes() {
     for folder in FOLDERS {
         let oracle = Oracle::load(folder);
         let expected = &oracle.vectors["state"];
-        assert_eq!(oracle.ssz.len() as u64, expected["ssz_length"].as_u64().unwrap());
+        assert_eq!(
+            oracle.ssz.len() as u64,
+            expected["ssz_length"].as_u64().unwrap()
+        );
         let state = oracle.state();
         assert_eq!(state.fork_name(), oracle.fork(), "{folder}");
         assert_eq!(state.preset_name(), oracle.spec().preset.name, "{folder}");
-        assert_eq!(state.hash_tree_root(), root(&expected["hash_tree_root"]), "{folder}");
-        assert!(state.as_ssz_bytes() == oracle.ssz, "{folder}: re-encoding differs");
+        assert_eq!(
+            state.hash_tree_root(),
+            root(&expected["hash_tree_root"]),
+            "{folder}"
+        );
+        assert!(
+            state.as_ssz_bytes() == oracle.ssz,
+            "{folder}: re-encoding differs"
+        );
         assert_eq!(state.slot(), expected["slot"].as_u64().unwrap(), "{folder}");
-        assert_eq!(state.get_current_epoch(), expected["epoch"].as_u64().unwrap());
-        assert_eq!(state.genesis_time(), expected["genesis_time"].as_u64().unwrap());
+        assert_eq!(
+            state.get_current_epoch(),
+            expected["epoch"].as_u64().unwrap()
+        );
+        assert_eq!(
+            state.genesis_time(),
+            expected["genesis_time"].as_u64().unwrap()
+        );
         assert_eq!(
             state.genesis_validators_root(),
             root(&expected["genesis_validators_root"])
         );
         let fork = state.fork();
-        assert_eq!(fork.previous_version.to_vec(), bytes(&expected["fork"]["previous_version"]));
-        assert_eq!(fork.current_version.to_vec(), bytes(&expected["fork"]["current_version"]));
+        assert_eq!(
+            fork.previous_version.to_vec(),
+            bytes(&expected["fork"]["previous_version"])
+        );
+        assert_eq!(
+            fork.current_version.to_vec(),
+            bytes(&expected["fork"]["current_version"])
+        );
         assert_eq!(fork.epoch, expected["fork"]["epoch"].as_u64().unwrap());
         assert_eq!(
             state.validators().len() as u64,
@@ -137,7 +159,9 @@ fn active_validators_seeds_and_mixes_match_every_epoch() {
         let oracle = Oracle::load(folder);
         let state = oracle.state();
         let constants = &oracle.vectors["constants"];
-        let domain: [u8; 4] = bytes(&constants["DOMAIN_BEACON_ATTESTER"]).try_into().unwrap();
+        let domain: [u8; 4] = bytes(&constants["DOMAIN_BEACON_ATTESTER"])
+            .try_into()
+            .unwrap();
         let vector = constants["EPOCHS_PER_HISTORICAL_VECTOR"].as_u64().unwrap();
         for case in oracle.vectors["epochs"].as_array().unwrap() {
             let epoch = case["epoch"].as_u64().unwrap();
@@ -146,11 +170,21 @@ fn active_validators_seeds_and_mixes_match_every_epoch() {
                 case["active_validator_count"].as_u64().unwrap(),
                 "{folder} epoch {epoch}"
             );
-            assert_eq!(state.get_seed(epoch, domain), root(&case["seed"]), "{folder} {epoch}");
+            assert_eq!(
+                state.get_seed(epoch, domain),
+                root(&case["seed"]),
+                "{folder} {epoch}"
+            );
             let mix_index = case["randao_mix_index"].as_u64().unwrap();
-            assert_eq!(state.randao_mixes()[mix_index as usize], root(&case["randao_mix"]));
+            assert_eq!(
+                state.randao_mixes()[mix_index as usize],
+                root(&case["randao_mix"])
+            );
             // Any epoch congruent to the index reads the same mix.
-            assert_eq!(state.get_randao_mix(mix_index + 3 * vector), root(&case["randao_mix"]));
+            assert_eq!(
+                state.get_randao_mix(mix_index + 3 * vector),
+                root(&case["randao_mix"])
+            );
         }
     }
 }
@@ -163,15 +197,25 @@ fn validator_groups_have_the_activity_their_names_say() {
         let groups = &oracle.vectors["state"]["validator_groups"];
         let current = state.get_current_epoch();
         let previous = state.get_previous_epoch();
-        let active = |index: u64, epoch: u64| state.validators()[index as usize].is_active_validator(epoch);
+        let active =
+            |index: u64, epoch: u64| state.validators()[index as usize].is_active_validator(epoch);
         for i in u64s(&groups["pending_activation_next_epoch"]) {
-            assert!(!active(i, current) && active(i, current + 1), "{folder} {i}");
+            assert!(
+                !active(i, current) && active(i, current + 1),
+                "{folder} {i}"
+            );
         }
         for i in u64s(&groups["exiting_next_epoch"]) {
-            assert!(active(i, current) && !active(i, current + 1), "{folder} {i}");
+            assert!(
+                active(i, current) && !active(i, current + 1),
+                "{folder} {i}"
+            );
         }
         for i in u64s(&groups["never_activated"]) {
-            assert!(!active(i, previous) && !active(i, current + 1), "{folder} {i}");
+            assert!(
+                !active(i, previous) && !active(i, current + 1),
+                "{folder} {i}"
+            );
         }
         for i in u64s(&groups["exited_before_previous_epoch"]) {
             assert!(!active(i, previous), "{folder} {i}");
@@ -193,33 +237,67 @@ fn sync_committee_members_and_positions_match() {
         let sync = &oracle.vectors["sync_committee"];
         if oracle.fork() == ForkName::Phase0 {
             assert!(state.current_sync_committee().is_none());
-            let error = state.sync_committee_positions(0, SyncPeriod::Current).unwrap_err();
-            assert!(error.to_string().contains("Phase0 state has no sync committees"), "{error}");
+            let error = state
+                .sync_committee_positions(0, SyncPeriod::Current)
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("Phase0 state has no sync committees"),
+                "{error}"
+            );
             continue;
         }
         let members = u64s(&sync["current_sync_committee_validator_indices"]);
-        assert_eq!(state.sync_committee_validator_indices(SyncPeriod::Current).unwrap(), members);
+        assert_eq!(
+            state
+                .sync_committee_validator_indices(SyncPeriod::Current)
+                .unwrap(),
+            members
+        );
         let committee = state.current_sync_committee().unwrap();
-        assert_eq!(committee.aggregate_pubkey().to_string(), sync["aggregate_pubkey"].as_str().unwrap());
+        assert_eq!(
+            committee.aggregate_pubkey().to_string(),
+            sync["aggregate_pubkey"].as_str().unwrap()
+        );
         assert!(state.next_sync_committee().is_some());
         let subcommittee_size = sync["subcommittee_size"].as_u64().unwrap();
         assert_eq!(state.sync_subcommittee_size(), subcommittee_size);
 
         // Every member's positions are where the oracle lists it, repeats included.
         for &member in &members {
-            let expected: Vec<u64> = (0..).zip(&members).filter(|(_, m)| **m == member).map(|(p, _)| p).collect();
-            assert_eq!(state.sync_committee_positions(member, SyncPeriod::Current).unwrap(), expected);
+            let expected: Vec<u64> = (0..)
+                .zip(&members)
+                .filter(|(_, m)| **m == member)
+                .map(|(p, _)| p)
+                .collect();
+            assert_eq!(
+                state
+                    .sync_committee_positions(member, SyncPeriod::Current)
+                    .unwrap(),
+                expected
+            );
             let mut subnets: Vec<u64> = expected.iter().map(|p| p / subcommittee_size).collect();
             subnets.dedup();
-            assert_eq!(state.sync_subcommittee_indices(member, SyncPeriod::Current).unwrap(), subnets);
+            assert_eq!(
+                state
+                    .sync_subcommittee_indices(member, SyncPeriod::Current)
+                    .unwrap(),
+                subnets
+            );
         }
 
         for case in oracle.vectors["sync_cases"].as_array().unwrap() {
             let validator = case["validator_index"].as_u64().unwrap();
             let subcommittee = case["subcommittee_index"].as_u64().unwrap();
-            let period = state.sync_period_of_epoch(case["epoch"].as_u64().unwrap()).unwrap();
+            let period = state
+                .sync_period_of_epoch(case["epoch"].as_u64().unwrap())
+                .unwrap();
             let pubkey = &state.validators()[validator as usize].pubkey;
-            assert_eq!(pubkey.to_string(), case["validator_pubkey"].as_str().unwrap());
+            assert_eq!(
+                pubkey.to_string(),
+                case["validator_pubkey"].as_str().unwrap()
+            );
             assert_eq!(state.validator_index_by_pubkey(pubkey), Some(validator));
             let in_subcommittee: Vec<u64> = state
                 .sync_committee_positions(validator, period)
@@ -234,7 +312,10 @@ fn sync_committee_members_and_positions_match() {
                 "{folder} validator {validator} subcommittee {subcommittee}"
             );
             if !in_subcommittee.is_empty() {
-                assert!(state.sync_subcommittee_indices(validator, period).unwrap().contains(&subcommittee));
+                assert!(state
+                    .sync_subcommittee_indices(validator, period)
+                    .unwrap()
+                    .contains(&subcommittee));
             }
         }
     }
@@ -243,9 +324,19 @@ fn sync_committee_members_and_positions_match() {
 #[test]
 fn unknown_pubkeys_and_indices_are_absent_not_panics() {
     let state = Oracle::load("altair-minimal-2048").state();
-    assert_eq!(state.validator_index_by_pubkey(&PublicKeyBytes([0x11; 48])), None);
-    let error = state.sync_committee_positions(u64::MAX, SyncPeriod::Next).unwrap_err();
-    assert!(error.to_string().contains("18446744073709551615 is not in the registry of 2048"), "{error}");
+    assert_eq!(
+        state.validator_index_by_pubkey(&PublicKeyBytes([0x11; 48])),
+        None
+    );
+    let error = state
+        .sync_committee_positions(u64::MAX, SyncPeriod::Next)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("18446744073709551615 is not in the registry of 2048"),
+        "{error}"
+    );
     let far = state.sync_period_of_epoch(1_000_000).unwrap_err();
     assert!(far.to_string().contains("epoch 1000000"), "{far}");
 }
@@ -254,8 +345,15 @@ fn unknown_pubkeys_and_indices_are_absent_not_panics() {
 fn truncated_garbage_and_empty_input_are_clear_errors() {
     let oracle = Oracle::load("fulu-mainnet-1024");
     let spec = oracle.spec();
-    let truncated = error_message(decode_state(&oracle.ssz[..oracle.ssz.len() - 1], &spec, None));
-    assert!(truncated.contains("as a Fulu BeaconState of the Mainnet preset"), "{truncated}");
+    let truncated = error_message(decode_state(
+        &oracle.ssz[..oracle.ssz.len() - 1],
+        &spec,
+        None,
+    ));
+    assert!(
+        truncated.contains("as a Fulu BeaconState of the Mainnet preset"),
+        "{truncated}"
+    );
     assert!(truncated.contains("0x06000000"), "{truncated}");
 
     let empty = error_message(decode_state(&[], &spec, None));
@@ -264,7 +362,10 @@ fn truncated_garbage_and_empty_input_are_clear_errors() {
     assert!(short.contains("55 bytes is too short"), "{short}");
 
     let garbage = error_message(decode_state(&[0xab; 4096], &spec, None));
-    assert!(garbage.contains("0xabababab is not a fork version of config \"mainnet\""), "{garbage}");
+    assert!(
+        garbage.contains("0xabababab is not a fork version of config \"mainnet\""),
+        "{garbage}"
+    );
 
     // A genuine header followed by garbage gets as far as the decoder.
     let mut forged = oracle.ssz[..4096].to_vec();
@@ -277,7 +378,10 @@ fn truncated_garbage_and_empty_input_are_clear_errors() {
 fn oversized_input_is_refused_before_decoding() {
     let huge = vec![0u8; MAX_STATE_SSZ_BYTES + 1];
     let error = error_message(decode_state(&huge, &ChainSpec::mainnet(), None));
-    assert!(error.contains(&format!("exceeds the bound of {MAX_STATE_SSZ_BYTES} bytes")), "{error}");
+    assert!(
+        error.contains(&format!("exceeds the bound of {MAX_STATE_SSZ_BYTES} bytes")),
+        "{error}"
+    );
 }
 
 #[test]
@@ -289,8 +393,15 @@ fn a_minimal_state_with_the_mainnet_spec_is_refused() {
         "{error}"
     );
     // Forcing the fork does not force the preset's lengths.
-    let forced = error_message(decode_state(&oracle.ssz, &ChainSpec::mainnet(), Some(ForkName::Fulu)));
-    assert!(forced.contains("as a Fulu BeaconState of the Mainnet preset"), "{forced}");
+    let forced = error_message(decode_state(
+        &oracle.ssz,
+        &ChainSpec::mainnet(),
+        Some(ForkName::Fulu),
+    ));
+    assert!(
+        forced.contains("as a Fulu BeaconState of the Mainnet preset"),
+        "{forced}"
+    );
 }
 
 #[test]
@@ -312,14 +423,19 @@ fn a_fork_override_must_agree_with_a_known_version() {
     let state = decode_state(&devnet, &spec, Some(ForkName::Electra)).unwrap();
     assert_eq!(state.fork().current_version, [0x05, 0, 0, 0x99]);
     let wrong = error_message(decode_state(&devnet, &spec, Some(ForkName::Fulu)));
-    assert!(wrong.contains("cannot decode") && wrong.contains("as a Fulu BeaconState"), "{wrong}");
+    assert!(
+        wrong.contains("cannot decode") && wrong.contains("as a Fulu BeaconState"),
+        "{wrong}"
+    );
 }
 
 #[test]
 fn bellatrix_state_round_trips() {
     let oracle = Oracle::load("altair-minimal-2048");
     let spec = ChainSpec::minimal();
-    let ForkState::Altair(altair) = ForkState::<Minimal>::from_ssz_bytes(ForkName::Altair, &oracle.ssz).unwrap() else {
+    let ForkState::Altair(altair) =
+        ForkState::<Minimal>::from_ssz_bytes(ForkName::Altair, &oracle.ssz).unwrap()
+    else {
         panic!("not altair");
     };
     let mut fork = altair.fork;
@@ -377,7 +493,10 @@ fn bellatrix_state_round_trips() {
     assert_eq!(decoded.fork_name(), ForkName::Bellatrix);
     assert_eq!(decoded.hash_tree_root(), built.hash_tree_root());
     assert!(decoded.as_ssz_bytes() == encoded);
-    assert_ne!(decoded.hash_tree_root(), root(&oracle.vectors["state"]["hash_tree_root"]));
+    assert_ne!(
+        decoded.hash_tree_root(),
+        root(&oracle.vectors["state"]["hash_tree_root"])
+    );
     let error = error_message(decode_state(&encoded, &spec, Some(ForkName::Altair)));
     assert!(error.contains("expected a Altair state"), "{error}");
 }

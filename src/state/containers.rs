@@ -42,6 +42,13 @@ impl TreeHash for PublicKeyBytes {
     }
 }
 
+impl Default for PublicKeyBytes {
+    /// All zeros: the empty slot of a default sync committee, not a key.
+    fn default() -> Self {
+        PublicKeyBytes([0; PUBLIC_KEY_BYTES_LEN])
+    }
+}
+
 impl fmt::Display for PublicKeyBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "0x{}", hex::encode(self.0))
@@ -134,7 +141,7 @@ pub struct PendingAttestation<E: StatePreset> {
 }
 
 /// `SyncCommittee` (altair onwards).
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
 pub struct SyncCommittee<E: StatePreset> {
     pub pubkeys: FixedVector<PublicKeyBytes, E::SyncCommitteeSize>,
     pub aggregate_pubkey: PublicKeyBytes,
@@ -148,7 +155,7 @@ pub type LogsBloom = FixedVector<u8, U256Len>;
 pub type ExecutionAddress = [u8; 20];
 
 /// The bellatrix `ExecutionPayloadHeader`.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
 pub struct ExecutionPayloadHeaderBellatrix {
     pub parent_hash: Root,
     pub fee_recipient: ExecutionAddress,
@@ -167,7 +174,7 @@ pub struct ExecutionPayloadHeaderBellatrix {
 }
 
 /// The capella `ExecutionPayloadHeader`: bellatrix plus `withdrawals_root`.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
 pub struct ExecutionPayloadHeaderCapella {
     pub parent_hash: Root,
     pub fee_recipient: ExecutionAddress,
@@ -188,7 +195,7 @@ pub struct ExecutionPayloadHeaderCapella {
 
 /// The deneb `ExecutionPayloadHeader` (also electra's and fulu's): capella
 /// plus the blob gas counters.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
 pub struct ExecutionPayloadHeaderDeneb {
     pub parent_hash: Root,
     pub fee_recipient: ExecutionAddress,

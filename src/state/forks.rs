@@ -33,7 +33,7 @@ macro_rules! beacon_state {
         }
     ) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+        #[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
         pub struct $name<E: StatePreset> {
             pub genesis_time: u64,
             pub genesis_validators_root: Root,

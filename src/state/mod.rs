@@ -30,8 +30,8 @@ pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
 
 use crate::spec::{
-    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, Version,
-    ValidatorIndex, GENESIS_EPOCH,
+    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
+    Version,
 };
 
 /// The largest state SSZ [`decode_state`] accepts: 1 GiB. A validator costs
@@ -103,7 +103,9 @@ pub enum StateError {
         state_epoch: Epoch,
         current_period: u64,
     },
-    #[error("sync committee member {pubkey} (position {position}) is not in the validator registry")]
+    #[error(
+        "sync committee member {pubkey} (position {position}) is not in the validator registry"
+    )]
     SyncMemberNotInRegistry {
         pubkey: PublicKeyBytes,
         position: usize,
@@ -309,11 +311,9 @@ impl BeaconState {
     }
 
     /// `get_previous_epoch`: the current epoch minus one, but never before
-    /// genesis.
+    /// genesis (`GENESIS_EPOCH` is 0, so saturation is the spec's `max`).
     pub fn get_previous_epoch(&self) -> Epoch {
-        self.get_current_epoch()
-            .saturating_sub(1)
-            .max(GENESIS_EPOCH)
+        self.get_current_epoch().saturating_sub(1)
     }
 
     /// `get_active_validator_indices`.
@@ -364,5 +364,120 @@ impl BeaconState {
             })
             .get(pubkey)
             .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forks::{BeaconStateFulu, BeaconStatePhase0};
+    use super::*;
+    use ssz_types::{FixedVector, VariableList};
+
+    fn pubkey(i: u64) -> PublicKeyBytes {
+        let mut bytes = [0; 48];
+        bytes[..8].copy_from_slice(&i.to_le_bytes());
+        PublicKeyBytes(bytes)
+    }
+
+    /// A fulu minimal state built in code: validators 0..n, activated at
+    /// epoch `i % 3`, sync committee seats taken round-robin.
+    fn fulu_state(n: u64) -> BeaconStateFulu<Minimal> {
+        let spec = ChainSpec::minimal();
+        let validators = (0..n)
+            .map(|i| Validator {
+                activation_epoch: i % 3,
+                ..Validator::pending(pubkey(i))
+            })
+            .collect();
+        let seats = (0..32).map(|seat| pubkey(seat % n)).collect();
+        BeaconStateFulu::<Minimal> {
+            slot: 17,
+            fork: Fork {
+                current_version: spec.fork_version(ForkName::Fulu),
+                ..Fork::default()
+            },
+            validators: VariableList::new(validators).unwrap(),
+            current_sync_committee: SyncCommittee {
+                pubkeys: FixedVector::new(seats).unwrap(),
+                ..SyncCommittee::default()
+            },
+            ..BeaconStateFulu::default()
+        }
+    }
+
+    #[test]
+    fn a_state_built_in_code_round_trips_through_decode_state() {
+        let built = BeaconState::from(ForkState::Fulu(fulu_state(10)));
+        let decoded = decode_state(&built.as_ssz_bytes(), &ChainSpec::minimal(), None).unwrap();
+        assert_eq!(decoded.fork_name(), ForkName::Fulu);
+        assert_eq!(decoded.preset_name(), PresetName::Minimal);
+        assert_eq!(decoded.hash_tree_root(), built.hash_tree_root());
+        assert_eq!(decoded.get_current_epoch(), 2);
+        assert_eq!(decoded.get_previous_epoch(), 1);
+        assert_eq!(
+            decoded.get_active_validator_indices(1),
+            [0, 1, 3, 4, 6, 7, 9]
+        );
+        assert_eq!(decoded.validator_index_by_pubkey(&pubkey(7)), Some(7));
+        assert_eq!(decoded.validator_index_by_pubkey(&pubkey(10)), None);
+    }
+
+    #[test]
+    fn a_validator_with_several_seats_has_every_position_and_each_subnet_once() {
+        let state = BeaconState::from(ForkState::Fulu(fulu_state(10)));
+        // Seats 3, 13, 23: subcommittees of 8 seats, so subnets 0, 1, 2.
+        assert_eq!(
+            state
+                .sync_committee_positions(3, SyncPeriod::Current)
+                .unwrap(),
+            [3, 13, 23]
+        );
+        assert_eq!(
+            state
+                .sync_subcommittee_indices(3, SyncPeriod::Current)
+                .unwrap(),
+            [0, 1, 2]
+        );
+        // Seats 1, 11, 21, 31: subnets 0, 1, 2, 3.
+        assert_eq!(
+            state
+                .sync_subcommittee_indices(1, SyncPeriod::Current)
+                .unwrap(),
+            [0, 1, 2, 3]
+        );
+        // The next committee is all zero keys: no seat for validator 6.
+        assert!(state
+            .sync_committee_positions(6, SyncPeriod::Next)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn phase0_has_no_sync_committees() {
+        let state = BeaconState::from(ForkState::Phase0(BeaconStatePhase0::<Mainnet>::default()));
+        assert!(state.current_sync_committee().is_none());
+        let error = state.sync_subcommittee_indices(0, SyncPeriod::Current);
+        assert!(matches!(
+            error,
+            Err(StateError::NoSyncCommittees {
+                fork: ForkName::Phase0
+            })
+        ));
+    }
+
+    #[test]
+    fn seeds_and_mixes_of_extreme_epochs_do_not_overflow() {
+        let mut fulu = fulu_state(1);
+        fulu.randao_mixes[63] = Root::repeat_byte(9);
+        let state = BeaconState::from(ForkState::Fulu(fulu));
+        assert_eq!(state.get_randao_mix(u64::MAX), Root::repeat_byte(9));
+        // u64::MAX % 64 = 63, so the seed reads mix 61 (zero), not mix 63.
+        let mut preimage = vec![1, 0, 0, 0];
+        preimage.extend_from_slice(&u64::MAX.to_le_bytes());
+        preimage.extend_from_slice(&[0; 32]);
+        assert_eq!(
+            state.get_seed(u64::MAX, [1, 0, 0, 0]).as_slice(),
+            ethereum_hashing::hash(&preimage)
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::spec::{Preset, PresetName};
 
 /// The lengths a `BeaconState` schema depends on, named after the spec
 /// constants (or the spec expression) they come from.
-pub trait StatePreset: 'static + Clone + Copy + Debug + PartialEq + Eq + Send + Sync {
+pub trait StatePreset:
+    'static + Clone + Copy + Debug + Default + PartialEq + Eq + Send + Sync
+{
     /// `SLOTS_PER_HISTORICAL_ROOT`.
     type SlotsPerHistoricalRoot: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
     /// `HISTORICAL_ROOTS_LIMIT`.
@@ -48,7 +50,7 @@ pub trait StatePreset: 'static + Clone + Copy + Debug + PartialEq + Eq + Send + 
 }
 
 /// The mainnet preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mainnet;
 
 impl StatePreset for Mainnet {
@@ -76,7 +78,7 @@ impl StatePreset for Mainnet {
 }
 
 /// The minimal preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Minimal;
 
 impl StatePreset for Minimal {
