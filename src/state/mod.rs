@@ -8,13 +8,20 @@
 //! - [`forks`]: one generic `BeaconState<Fork>` struct per fork and
 //!   [`ForkState`], the enum of them.
 //! - [`sync_committee`]: sync-committee positions and subcommittees.
+//! - [`shuffling`]: the swap-or-not shuffle, per index and whole list.
+//! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
+//! - [`epoch_caches`]: the committee caches of a state's previous, current and
+//!   next epoch.
 //!
 //! The rest of the crate uses the non-generic [`BeaconState`] made by
 //! [`decode_state`] (or converted from a [`ForkState`] built in code).
 
+pub mod committee_cache;
 pub mod containers;
+pub mod epoch_caches;
 pub mod forks;
 pub mod preset;
+pub mod shuffling;
 pub mod sync_committee;
 
 use std::collections::HashMap;
