@@ -75,7 +75,7 @@ pub enum StateError {
         known: String,
     },
     #[error(
-        "expected a {expected:?} state, found fork version 0x{} which is {found:?} in config \"{config}\"",
+        "expected a {expected} state, found fork version 0x{} which is {found} in config \"{config}\"",
         hex::encode(version)
     )]
     ForkMismatch {
@@ -85,7 +85,7 @@ pub enum StateError {
         config: String,
     },
     #[error(
-        "cannot decode {len} bytes (fork version 0x{}) as a {fork:?} BeaconState of the {preset:?} preset: {reason}",
+        "cannot decode {len} bytes (fork version 0x{}) as a {fork} BeaconState of the {preset} preset: {reason}",
         hex::encode(version)
     )]
     Decode {
@@ -95,7 +95,7 @@ pub enum StateError {
         version: Version,
         reason: String,
     },
-    #[error("a {fork:?} state has no sync committees (they start at altair)")]
+    #[error("a {fork} state has no sync committees (they start at altair)")]
     NoSyncCommittees { fork: ForkName },
     #[error("validator index {index} is not in the registry of {count} validators")]
     UnknownValidator { index: ValidatorIndex, count: usize },
@@ -234,7 +234,7 @@ fn state_fork(
             known: spec
                 .forks
                 .iter()
-                .map(|(name, v, _)| format!("{name:?} 0x{}", hex::encode(v)))
+                .map(|(name, v, _)| format!("{name} 0x{}", hex::encode(v)))
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -400,7 +400,7 @@ mod tests {
         BeaconStateFulu::<Minimal> {
             slot: 17,
             fork: Fork {
-                current_version: spec.fork_version(ForkName::Fulu),
+                current_version: spec.fork_schedule(ForkName::Fulu).unwrap().0,
                 ..Fork::default()
             },
             validators: VariableList::new(validators).unwrap(),
