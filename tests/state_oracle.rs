@@ -368,6 +368,34 @@ fn a_minimal_state_with_the_mainnet_spec_is_refused() {
         forced.contains("as a fulu BeaconState of the mainnet preset"),
         "{forced}"
     );
+    // And the other way round.
+    let mainnet = Oracle::load("electra-mainnet-1000");
+    let error = error_message(decode_state(&mainnet.ssz, &ChainSpec::minimal(), None));
+    assert!(
+        error.contains("0x05000000 is not a fork version of config \"minimal\""),
+        "{error}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Corrupting bytes of a real state's fixed part (where the offsets
+    /// are; its version kept, so decoding goes all the way) or cutting it
+    /// anywhere yields a state or an error, never a panic.
+    #[test]
+    fn corrupted_states_never_panic(
+        edits in proptest::collection::vec((56usize..8192, proptest::num::u8::ANY), 1..8),
+        cut in 56usize..296_855,
+    ) {
+        let oracle = Oracle::load("fulu-minimal-2048");
+        let mut ssz = oracle.ssz.clone();
+        for (at, byte) in edits {
+            ssz[at] = byte;
+        }
+        let _ = decode_state(&ssz, &oracle.spec(), None);
+        let _ = decode_state(&ssz[..cut], &oracle.spec(), None);
+    }
 }
 
 #[test]

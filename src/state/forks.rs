@@ -182,12 +182,19 @@ electra_family_state! {
 #[ssz(enum_behaviour = "transparent")]
 #[tree_hash(enum_behaviour = "transparent")]
 pub enum ForkState<E: StatePreset> {
+    /// A phase0 state.
     Phase0(BeaconStatePhase0<E>),
+    /// A altair state.
     Altair(BeaconStateAltair<E>),
+    /// A bellatrix state.
     Bellatrix(BeaconStateBellatrix<E>),
+    /// A capella state.
     Capella(BeaconStateCapella<E>),
+    /// A deneb state.
     Deneb(BeaconStateDeneb<E>),
+    /// A electra state.
     Electra(BeaconStateElectra<E>),
+    /// A fulu state.
     Fulu(BeaconStateFulu<E>),
 }
 

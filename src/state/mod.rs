@@ -56,14 +56,17 @@ const CURRENT_VERSION_OFFSET: usize = 52;
 /// Errors of decoding or querying a [`BeaconState`].
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The input is larger than [`MAX_STATE_SSZ_BYTES`].
     #[error("state SSZ of {len} bytes exceeds the bound of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// The input ends before the fork version.
     #[error(
         "state SSZ of {len} bytes is too short: a BeaconState holds its fork version at bytes {}..{}",
         CURRENT_VERSION_OFFSET,
         CURRENT_VERSION_OFFSET + 4
     )]
     TooShort { len: usize },
+    /// The state's fork version is none of the config's.
     #[error(
         "state fork version 0x{} is not a fork version of config \"{config}\" (whose versions are {known}); \
          a state of another network or preset?",
@@ -74,6 +77,7 @@ pub enum StateError {
         config: String,
         known: String,
     },
+    /// The fork override contradicts the state's known fork version.
     #[error(
         "expected a {expected} state, found fork version 0x{} which is {found} in config \"{config}\"",
         hex::encode(version)
@@ -84,6 +88,7 @@ pub enum StateError {
         version: Version,
         config: String,
     },
+    /// The bytes do not fit the schema of the fork and preset.
     #[error(
         "cannot decode {len} bytes (fork version 0x{}) as a {fork} BeaconState of the {preset} preset: {reason}",
         hex::encode(version)
@@ -95,10 +100,13 @@ pub enum StateError {
         version: Version,
         reason: String,
     },
+    /// Sync committees asked of a phase0 state.
     #[error("a {fork} state has no sync committees (they start at altair)")]
     NoSyncCommittees { fork: ForkName },
+    /// A validator index beyond the registry.
     #[error("validator index {index} is not in the registry of {count} validators")]
     UnknownValidator { index: ValidatorIndex, count: usize },
+    /// An epoch whose sync committee the state does not hold.
     #[error(
         "epoch {epoch} is in sync committee period {period}; the state at epoch {state_epoch} \
          knows periods {current_period} (current) and {} (next)",
@@ -110,6 +118,7 @@ pub enum StateError {
         state_epoch: Epoch,
         current_period: u64,
     },
+    /// A sync committee key that no validator has.
     #[error(
         "sync committee member {pubkey} (position {position}) is not in the validator registry"
     )]
