@@ -20,7 +20,7 @@ pub const PUBLIC_KEY_BYTES_LEN: usize = 48;
 /// A BLS public key as stored in the state: 48 compressed bytes, not
 /// checked to be a valid curve point (decoding a state must not pay for
 /// point decompression of every validator).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 #[ssz(struct_behaviour = "transparent")]
 pub struct PublicKeyBytes(pub [u8; PUBLIC_KEY_BYTES_LEN]);
 

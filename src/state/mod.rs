@@ -21,10 +21,10 @@ pub mod containers;
 pub mod epoch_caches;
 pub mod forks;
 pub mod preset;
+mod pubkey_index;
 pub mod shuffling;
 pub mod sync_committee;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -35,6 +35,8 @@ pub use containers::{PublicKeyBytes, SyncCommittee, Validator};
 pub use forks::ForkState;
 pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
+
+use pubkey_index::PubkeyIndex;
 
 use crate::spec::{
     ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
@@ -152,7 +154,7 @@ pub struct BeaconState {
     state: PresetState,
     preset: Preset,
     /// Built on the first pubkey lookup: decoding must not pay for it.
-    pubkey_index: OnceLock<HashMap<PublicKeyBytes, ValidatorIndex>>,
+    pubkey_index: OnceLock<PubkeyIndex>,
 }
 
 impl From<ForkState<Mainnet>> for BeaconState {
@@ -365,21 +367,13 @@ impl BeaconState {
         Root::from_slice(&ethereum_hashing::hash(&preimage))
     }
 
-    /// The index of the validator with `pubkey`. The first call builds a
-    /// map of the whole registry; later calls are constant time.
+    /// The index of the validator with `pubkey` (the lowest, should a
+    /// malformed registry hold a key twice). The first call sorts the
+    /// registry's keys; later calls are binary searches.
     pub fn validator_index_by_pubkey(&self, pubkey: &PublicKeyBytes) -> Option<ValidatorIndex> {
         self.pubkey_index
-            .get_or_init(|| {
-                // A pubkey appears once in a valid registry; keeping the
-                // first index mirrors a linear search if one does not.
-                let mut index = HashMap::with_capacity(self.validators().len());
-                for (i, v) in (0..).zip(self.validators()) {
-                    index.entry(v.pubkey).or_insert(i);
-                }
-                index
-            })
-            .get(pubkey)
-            .copied()
+            .get_or_init(|| PubkeyIndex::build(self.validators()))
+            .get(self.validators(), pubkey)
     }
 }
 
