@@ -8,6 +8,7 @@
 //! - [`forks`]: one generic `BeaconState<Fork>` struct per fork and
 //!   [`ForkState`], the enum of them.
 //! - [`sync_committee`]: sync-committee positions and subcommittees.
+//! - `pubkey_index`: validator lookup by public key (sorted, built lazily).
 //! - [`shuffling`]: the swap-or-not shuffle, per index and whole list.
 //! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
 //! - [`epoch_caches`]: the committee caches of a state's previous, current and
