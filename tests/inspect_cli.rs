@@ -339,7 +339,7 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
     );
     let fork = failure(&["state-root", "--state", &base[1], "--fork", "electra"]);
     assert!(
-        fork.contains("found fork version 0x06000000 which is Fulu"),
+        fork.contains("found fork version 0x06000000 which is fulu"),
         "{fork}"
     );
     let unknown_fork = failure(&["state-root", "--state", &base[1], "--fork", "gloas"]);

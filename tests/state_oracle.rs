@@ -3,8 +3,9 @@
 //! oracle's root and yields the oracle's active sets, seeds and
 //! sync-committee positions; bad input is a clear error, never a panic.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{hex_bytes, oracle_state_bytes, oracle_vectors, u64_of, ORACLE_FOLDERS as FOLDERS};
 use dv_aggregator::spec::{ChainSpec, ForkName, Root};
 use dv_aggregator::state::forks::{BeaconStateBellatrix, ForkState};
 use dv_aggregator::state::{
@@ -14,17 +15,6 @@ use dv_aggregator::state::{
 use serde_json::Value;
 use ssz_types::{FixedVector, VariableList};
 
-const FOLDERS: [&str; 8] = [
-    "phase0-minimal-2048",
-    "altair-minimal-2048",
-    "altair-mainnet-1000",
-    "capella-mainnet-1000",
-    "deneb-minimal-2048",
-    "electra-mainnet-1000",
-    "fulu-minimal-2048",
-    "fulu-mainnet-1024",
-];
-
 struct Oracle {
     folder: &'static str,
     ssz: Vec<u8>,
@@ -33,16 +23,10 @@ struct Oracle {
 
 impl Oracle {
     fn load(folder: &'static str) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/oracle")
-            .join(folder);
-        let ssz = std::fs::read(dir.join("state.ssz")).unwrap();
-        let vectors =
-            serde_json::from_slice(&std::fs::read(dir.join("vectors.json")).unwrap()).unwrap();
         Oracle {
             folder,
-            ssz,
-            vectors,
+            ssz: oracle_state_bytes(folder),
+            vectors: oracle_vectors(folder),
         }
     }
 
@@ -77,22 +61,20 @@ fn fork_name(name: &str) -> ForkName {
     }
 }
 
-fn bytes(value: &Value) -> Vec<u8> {
-    let s = value.as_str().unwrap();
-    hex::decode(s.strip_prefix("0x").unwrap()).unwrap()
-}
-
 fn root(value: &Value) -> Root {
-    Root::from_slice(&bytes(value))
+    Root::from(hex_bytes::<32>(value))
 }
 
 fn u64s(value: &Value) -> Vec<u64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect()
+    value.as_array().unwrap().iter().map(u64_of).collect()
+}
+
+/// Runs `check` on the vectors and the decoded state of every oracle folder.
+fn for_each_oracle(check: impl Fn(&Oracle, &BeaconState)) {
+    for folder in FOLDERS {
+        let oracle = Oracle::load(folder);
+        check(&oracle, &oracle.state());
+    }
 }
 
 fn error_message(result: Result<BeaconState, dv_aggregator::state::StateError>) -> String {
@@ -107,10 +89,7 @@ fn every_oracle_state_decodes_reencodes_and_hashes() {
     for folder in FOLDERS {
         let oracle = Oracle::load(folder);
         let expected = &oracle.vectors["state"];
-        assert_eq!(
-            oracle.ssz.len() as u64,
-            expected["ssz_length"].as_u64().unwrap()
-        );
+        assert_eq!(oracle.ssz.len() as u64, u64_of(&expected["ssz_length"]));
         let state = oracle.state();
         assert_eq!(state.fork_name(), oracle.fork(), "{folder}");
         assert_eq!(state.preset_name(), oracle.spec().preset.name, "{folder}");
@@ -123,51 +102,42 @@ fn every_oracle_state_decodes_reencodes_and_hashes() {
             state.as_ssz_bytes() == oracle.ssz,
             "{folder}: re-encoding differs"
         );
-        assert_eq!(state.slot(), expected["slot"].as_u64().unwrap(), "{folder}");
-        assert_eq!(
-            state.get_current_epoch(),
-            expected["epoch"].as_u64().unwrap()
-        );
-        assert_eq!(
-            state.genesis_time(),
-            expected["genesis_time"].as_u64().unwrap()
-        );
+        assert_eq!(state.slot(), u64_of(&expected["slot"]), "{folder}");
+        assert_eq!(state.get_current_epoch(), u64_of(&expected["epoch"]));
+        assert_eq!(state.genesis_time(), u64_of(&expected["genesis_time"]));
         assert_eq!(
             state.genesis_validators_root(),
             root(&expected["genesis_validators_root"])
         );
         let fork = state.fork();
         assert_eq!(
-            fork.previous_version.to_vec(),
-            bytes(&expected["fork"]["previous_version"])
+            fork.previous_version,
+            hex_bytes(&expected["fork"]["previous_version"])
         );
         assert_eq!(
-            fork.current_version.to_vec(),
-            bytes(&expected["fork"]["current_version"])
+            fork.current_version,
+            hex_bytes(&expected["fork"]["current_version"])
         );
-        assert_eq!(fork.epoch, expected["fork"]["epoch"].as_u64().unwrap());
+        assert_eq!(fork.epoch, u64_of(&expected["fork"]["epoch"]));
         assert_eq!(
             state.validators().len() as u64,
-            expected["validator_count"].as_u64().unwrap()
+            u64_of(&expected["validator_count"])
         );
     }
 }
 
 #[test]
 fn active_validators_seeds_and_mixes_match_every_epoch() {
-    for folder in FOLDERS {
-        let oracle = Oracle::load(folder);
-        let state = oracle.state();
+    for_each_oracle(|oracle, state| {
+        let folder = oracle.folder;
         let constants = &oracle.vectors["constants"];
-        let domain: [u8; 4] = bytes(&constants["DOMAIN_BEACON_ATTESTER"])
-            .try_into()
-            .unwrap();
-        let vector = constants["EPOCHS_PER_HISTORICAL_VECTOR"].as_u64().unwrap();
+        let domain = hex_bytes::<4>(&constants["DOMAIN_BEACON_ATTESTER"]);
+        let vector = u64_of(&constants["EPOCHS_PER_HISTORICAL_VECTOR"]);
         for case in oracle.vectors["epochs"].as_array().unwrap() {
-            let epoch = case["epoch"].as_u64().unwrap();
+            let epoch = u64_of(&case["epoch"]);
             assert_eq!(
                 state.get_active_validator_indices(epoch).len() as u64,
-                case["active_validator_count"].as_u64().unwrap(),
+                u64_of(&case["active_validator_count"]),
                 "{folder} epoch {epoch}"
             );
             assert_eq!(
@@ -175,7 +145,7 @@ fn active_validators_seeds_and_mixes_match_every_epoch() {
                 root(&case["seed"]),
                 "{folder} {epoch}"
             );
-            let mix_index = case["randao_mix_index"].as_u64().unwrap();
+            let mix_index = u64_of(&case["randao_mix_index"]);
             assert_eq!(
                 state.randao_mixes()[mix_index as usize],
                 root(&case["randao_mix"])
@@ -186,14 +156,13 @@ fn active_validators_seeds_and_mixes_match_every_epoch() {
                 root(&case["randao_mix"])
             );
         }
-    }
+    });
 }
 
 #[test]
 fn validator_groups_have_the_activity_their_names_say() {
-    for folder in FOLDERS {
-        let oracle = Oracle::load(folder);
-        let state = oracle.state();
+    for_each_oracle(|oracle, state| {
+        let folder = oracle.folder;
         let groups = &oracle.vectors["state"]["validator_groups"];
         let current = state.get_current_epoch();
         let previous = state.get_previous_epoch();
@@ -226,14 +195,13 @@ fn validator_groups_have_the_activity_their_names_say() {
         for i in u64s(&groups["slashed_but_active"]) {
             assert!(active(i, current) && state.validators()[i as usize].slashed);
         }
-    }
+    });
 }
 
 #[test]
 fn sync_committee_members_and_positions_match() {
-    for folder in FOLDERS {
-        let oracle = Oracle::load(folder);
-        let state = oracle.state();
+    for_each_oracle(|oracle, state| {
+        let folder = oracle.folder;
         let sync = &oracle.vectors["sync_committee"];
         if oracle.fork() == ForkName::Phase0 {
             assert!(state.current_sync_committee().is_none());
@@ -243,10 +211,10 @@ fn sync_committee_members_and_positions_match() {
             assert!(
                 error
                     .to_string()
-                    .contains("Phase0 state has no sync committees"),
+                    .contains("a phase0 state has no sync committees"),
                 "{error}"
             );
-            continue;
+            return;
         }
         let members = u64s(&sync["current_sync_committee_validator_indices"]);
         assert_eq!(
@@ -261,7 +229,7 @@ fn sync_committee_members_and_positions_match() {
             sync["aggregate_pubkey"].as_str().unwrap()
         );
         assert!(state.next_sync_committee().is_some());
-        let subcommittee_size = sync["subcommittee_size"].as_u64().unwrap();
+        let subcommittee_size = u64_of(&sync["subcommittee_size"]);
         assert_eq!(state.sync_subcommittee_size(), subcommittee_size);
 
         // Every member's positions are where the oracle lists it, repeats included.
@@ -288,11 +256,9 @@ fn sync_committee_members_and_positions_match() {
         }
 
         for case in oracle.vectors["sync_cases"].as_array().unwrap() {
-            let validator = case["validator_index"].as_u64().unwrap();
-            let subcommittee = case["subcommittee_index"].as_u64().unwrap();
-            let period = state
-                .sync_period_of_epoch(case["epoch"].as_u64().unwrap())
-                .unwrap();
+            let validator = u64_of(&case["validator_index"]);
+            let subcommittee = u64_of(&case["subcommittee_index"]);
+            let period = state.sync_period_of_epoch(u64_of(&case["epoch"])).unwrap();
             let pubkey = &state.validators()[validator as usize].pubkey;
             assert_eq!(
                 pubkey.to_string(),
@@ -318,7 +284,7 @@ fn sync_committee_members_and_positions_match() {
                     .contains(&subcommittee));
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -351,7 +317,7 @@ fn truncated_garbage_and_empty_input_are_clear_errors() {
         None,
     ));
     assert!(
-        truncated.contains("as a Fulu BeaconState of the Mainnet preset"),
+        truncated.contains("as a fulu BeaconState of the mainnet preset"),
         "{truncated}"
     );
     assert!(truncated.contains("0x06000000"), "{truncated}");
@@ -399,9 +365,37 @@ fn a_minimal_state_with_the_mainnet_spec_is_refused() {
         Some(ForkName::Fulu),
     ));
     assert!(
-        forced.contains("as a Fulu BeaconState of the Mainnet preset"),
+        forced.contains("as a fulu BeaconState of the mainnet preset"),
         "{forced}"
     );
+    // And the other way round.
+    let mainnet = Oracle::load("electra-mainnet-1000");
+    let error = error_message(decode_state(&mainnet.ssz, &ChainSpec::minimal(), None));
+    assert!(
+        error.contains("0x05000000 is not a fork version of config \"minimal\""),
+        "{error}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Corrupting bytes of a real state's fixed part (where the offsets
+    /// are; its version kept, so decoding goes all the way) or cutting it
+    /// anywhere yields a state or an error, never a panic.
+    #[test]
+    fn corrupted_states_never_panic(
+        edits in proptest::collection::vec((56usize..8192, proptest::num::u8::ANY), 1..8),
+        cut in 56usize..296_855,
+    ) {
+        let oracle = Oracle::load("fulu-minimal-2048");
+        let mut ssz = oracle.ssz.clone();
+        for (at, byte) in edits {
+            ssz[at] = byte;
+        }
+        let _ = decode_state(&ssz, &oracle.spec(), None);
+        let _ = decode_state(&ssz[..cut], &oracle.spec(), None);
+    }
 }
 
 #[test]
@@ -410,7 +404,7 @@ fn a_fork_override_must_agree_with_a_known_version() {
     let spec = oracle.spec();
     let error = error_message(decode_state(&oracle.ssz, &spec, Some(ForkName::Fulu)));
     assert!(
-        error.contains("expected a Fulu state, found fork version 0x05000000 which is Electra"),
+        error.contains("expected a fulu state, found fork version 0x05000000 which is electra in config \"mainnet\""),
         "{error}"
     );
     let agreeing = decode_state(&oracle.ssz, &spec, Some(ForkName::Electra)).unwrap();
@@ -424,7 +418,7 @@ fn a_fork_override_must_agree_with_a_known_version() {
     assert_eq!(state.fork().current_version, [0x05, 0, 0, 0x99]);
     let wrong = error_message(decode_state(&devnet, &spec, Some(ForkName::Fulu)));
     assert!(
-        wrong.contains("cannot decode") && wrong.contains("as a Fulu BeaconState"),
+        wrong.contains("cannot decode") && wrong.contains("as a fulu BeaconState"),
         "{wrong}"
     );
 }
@@ -440,7 +434,7 @@ fn bellatrix_state_round_trips() {
     };
     let mut fork = altair.fork;
     fork.previous_version = fork.current_version;
-    fork.current_version = spec.fork_version(ForkName::Bellatrix);
+    fork.current_version = spec.fork_schedule(ForkName::Bellatrix).unwrap().0;
     let header = ExecutionPayloadHeaderBellatrix {
         parent_hash: Root::repeat_byte(1),
         fee_recipient: [2; 20],
@@ -498,5 +492,8 @@ fn bellatrix_state_round_trips() {
         root(&oracle.vectors["state"]["hash_tree_root"])
     );
     let error = error_message(decode_state(&encoded, &spec, Some(ForkName::Altair)));
-    assert!(error.contains("expected a Altair state"), "{error}");
+    assert!(
+        error.contains("expected a altair state, found fork version 0x02000001 which is bellatrix"),
+        "{error}"
+    );
 }

@@ -20,7 +20,7 @@ pub const PUBLIC_KEY_BYTES_LEN: usize = 48;
 /// A BLS public key as stored in the state: 48 compressed bytes, not
 /// checked to be a valid curve point (decoding a state must not pay for
 /// point decompression of every validator).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 #[ssz(struct_behaviour = "transparent")]
 pub struct PublicKeyBytes(pub [u8; PUBLIC_KEY_BYTES_LEN]);
 
@@ -39,6 +39,13 @@ impl TreeHash for PublicKeyBytes {
 
     fn tree_hash_root(&self) -> Root {
         self.0.tree_hash_root()
+    }
+}
+
+impl Default for PublicKeyBytes {
+    /// All zeros: the empty slot of a default sync committee, not a key.
+    fn default() -> Self {
+        PublicKeyBytes([0; PUBLIC_KEY_BYTES_LEN])
     }
 }
 
@@ -134,7 +141,7 @@ pub struct PendingAttestation<E: StatePreset> {
 }
 
 /// `SyncCommittee` (altair onwards).
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
 pub struct SyncCommittee<E: StatePreset> {
     pub pubkeys: FixedVector<PublicKeyBytes, E::SyncCommitteeSize>,
     pub aggregate_pubkey: PublicKeyBytes,
@@ -147,66 +154,55 @@ pub type LogsBloom = FixedVector<u8, U256Len>;
 /// A 20-byte execution address.
 pub type ExecutionAddress = [u8; 20];
 
-/// The bellatrix `ExecutionPayloadHeader`.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
-pub struct ExecutionPayloadHeaderBellatrix {
-    pub parent_hash: Root,
-    pub fee_recipient: ExecutionAddress,
-    pub state_root: Root,
-    pub receipts_root: Root,
-    pub logs_bloom: LogsBloom,
-    pub prev_randao: Root,
-    pub block_number: u64,
-    pub gas_limit: u64,
-    pub gas_used: u64,
-    pub timestamp: u64,
-    pub extra_data: ExtraData,
-    pub base_fee_per_gas: U256,
-    pub block_hash: Root,
-    pub transactions_root: Root,
+/// Defines an `ExecutionPayloadHeader`: the bellatrix fields, in SSZ
+/// order, then the fork's own.
+macro_rules! execution_payload_header {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
+        pub struct $name {
+            pub parent_hash: Root,
+            pub fee_recipient: ExecutionAddress,
+            pub state_root: Root,
+            pub receipts_root: Root,
+            pub logs_bloom: LogsBloom,
+            pub prev_randao: Root,
+            pub block_number: u64,
+            pub gas_limit: u64,
+            pub gas_used: u64,
+            pub timestamp: u64,
+            pub extra_data: ExtraData,
+            pub base_fee_per_gas: U256,
+            pub block_hash: Root,
+            pub transactions_root: Root,
+            $(pub $field: $ty,)*
+        }
+    };
 }
 
-/// The capella `ExecutionPayloadHeader`: bellatrix plus `withdrawals_root`.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
-pub struct ExecutionPayloadHeaderCapella {
-    pub parent_hash: Root,
-    pub fee_recipient: ExecutionAddress,
-    pub state_root: Root,
-    pub receipts_root: Root,
-    pub logs_bloom: LogsBloom,
-    pub prev_randao: Root,
-    pub block_number: u64,
-    pub gas_limit: u64,
-    pub gas_used: u64,
-    pub timestamp: u64,
-    pub extra_data: ExtraData,
-    pub base_fee_per_gas: U256,
-    pub block_hash: Root,
-    pub transactions_root: Root,
-    pub withdrawals_root: Root,
+execution_payload_header! {
+    /// The bellatrix `ExecutionPayloadHeader`.
+    ExecutionPayloadHeaderBellatrix {}
 }
 
-/// The deneb `ExecutionPayloadHeader` (also electra's and fulu's): capella
-/// plus the blob gas counters.
-#[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
-pub struct ExecutionPayloadHeaderDeneb {
-    pub parent_hash: Root,
-    pub fee_recipient: ExecutionAddress,
-    pub state_root: Root,
-    pub receipts_root: Root,
-    pub logs_bloom: LogsBloom,
-    pub prev_randao: Root,
-    pub block_number: u64,
-    pub gas_limit: u64,
-    pub gas_used: u64,
-    pub timestamp: u64,
-    pub extra_data: ExtraData,
-    pub base_fee_per_gas: U256,
-    pub block_hash: Root,
-    pub transactions_root: Root,
-    pub withdrawals_root: Root,
-    pub blob_gas_used: u64,
-    pub excess_blob_gas: u64,
+execution_payload_header! {
+    /// The capella `ExecutionPayloadHeader`: bellatrix plus `withdrawals_root`.
+    ExecutionPayloadHeaderCapella {
+        withdrawals_root: Root,
+    }
+}
+
+execution_payload_header! {
+    /// The deneb `ExecutionPayloadHeader` (also electra's and fulu's):
+    /// capella plus the blob gas counters.
+    ExecutionPayloadHeaderDeneb {
+        withdrawals_root: Root,
+        blob_gas_used: u64,
+        excess_blob_gas: u64,
+    }
 }
 
 /// `HistoricalSummary` (capella onwards).

@@ -33,7 +33,7 @@ macro_rules! beacon_state {
         }
     ) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+        #[derive(Debug, Clone, PartialEq, Default, Encode, Decode, TreeHash)]
         pub struct $name<E: StatePreset> {
             pub genesis_time: u64,
             pub genesis_validators_root: Root,
@@ -182,12 +182,19 @@ electra_family_state! {
 #[ssz(enum_behaviour = "transparent")]
 #[tree_hash(enum_behaviour = "transparent")]
 pub enum ForkState<E: StatePreset> {
+    /// A phase0 state.
     Phase0(BeaconStatePhase0<E>),
+    /// A altair state.
     Altair(BeaconStateAltair<E>),
+    /// A bellatrix state.
     Bellatrix(BeaconStateBellatrix<E>),
+    /// A capella state.
     Capella(BeaconStateCapella<E>),
+    /// A deneb state.
     Deneb(BeaconStateDeneb<E>),
+    /// A electra state.
     Electra(BeaconStateElectra<E>),
+    /// A fulu state.
     Fulu(BeaconStateFulu<E>),
 }
 

@@ -8,6 +8,7 @@
 //! - [`forks`]: one generic `BeaconState<Fork>` struct per fork and
 //!   [`ForkState`], the enum of them.
 //! - [`sync_committee`]: sync-committee positions and subcommittees.
+//! - `pubkey_index`: validator lookup by public key (sorted, built lazily).
 //! - [`shuffling`]: the swap-or-not shuffle, per index and whole list.
 //! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
 //! - [`epoch_caches`]: the committee caches of a state's previous, current and
@@ -21,10 +22,10 @@ pub mod containers;
 pub mod epoch_caches;
 pub mod forks;
 pub mod preset;
+mod pubkey_index;
 pub mod shuffling;
 pub mod sync_committee;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -36,9 +37,11 @@ pub use forks::ForkState;
 pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
 
+use pubkey_index::PubkeyIndex;
+
 use crate::spec::{
     ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
-    Version, GENESIS_EPOCH,
+    Version,
 };
 
 /// The largest state SSZ [`decode_state`] accepts: 1 GiB. A validator costs
@@ -56,14 +59,17 @@ const CURRENT_VERSION_OFFSET: usize = 52;
 /// Errors of decoding or querying a [`BeaconState`].
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The input is larger than [`MAX_STATE_SSZ_BYTES`].
     #[error("state SSZ of {len} bytes exceeds the bound of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// The input ends before the fork version.
     #[error(
         "state SSZ of {len} bytes is too short: a BeaconState holds its fork version at bytes {}..{}",
         CURRENT_VERSION_OFFSET,
         CURRENT_VERSION_OFFSET + 4
     )]
     TooShort { len: usize },
+    /// The state's fork version is none of the config's.
     #[error(
         "state fork version 0x{} is not a fork version of config \"{config}\" (whose versions are {known}); \
          a state of another network or preset?",
@@ -74,8 +80,9 @@ pub enum StateError {
         config: String,
         known: String,
     },
+    /// The fork override contradicts the state's known fork version.
     #[error(
-        "expected a {expected:?} state, found fork version 0x{} which is {found:?} in config \"{config}\"",
+        "expected a {expected} state, found fork version 0x{} which is {found} in config \"{config}\"",
         hex::encode(version)
     )]
     ForkMismatch {
@@ -84,8 +91,9 @@ pub enum StateError {
         version: Version,
         config: String,
     },
+    /// The bytes do not fit the schema of the fork and preset.
     #[error(
-        "cannot decode {len} bytes (fork version 0x{}) as a {fork:?} BeaconState of the {preset:?} preset: {reason}",
+        "cannot decode {len} bytes (fork version 0x{}) as a {fork} BeaconState of the {preset} preset: {reason}",
         hex::encode(version)
     )]
     Decode {
@@ -95,10 +103,13 @@ pub enum StateError {
         version: Version,
         reason: String,
     },
-    #[error("a {fork:?} state has no sync committees (they start at altair)")]
+    /// Sync committees asked of a phase0 state.
+    #[error("a {fork} state has no sync committees (they start at altair)")]
     NoSyncCommittees { fork: ForkName },
+    /// A validator index beyond the registry.
     #[error("validator index {index} is not in the registry of {count} validators")]
     UnknownValidator { index: ValidatorIndex, count: usize },
+    /// An epoch whose sync committee the state does not hold.
     #[error(
         "epoch {epoch} is in sync committee period {period}; the state at epoch {state_epoch} \
          knows periods {current_period} (current) and {} (next)",
@@ -110,6 +121,7 @@ pub enum StateError {
         state_epoch: Epoch,
         current_period: u64,
     },
+    /// A sync committee key that no validator has.
     #[error(
         "sync committee member {pubkey} (position {position}) is not in the validator registry"
     )]
@@ -143,7 +155,7 @@ pub struct BeaconState {
     state: PresetState,
     preset: Preset,
     /// Built on the first pubkey lookup: decoding must not pay for it.
-    pubkey_index: OnceLock<HashMap<PublicKeyBytes, ValidatorIndex>>,
+    pubkey_index: OnceLock<PubkeyIndex>,
 }
 
 impl From<ForkState<Mainnet>> for BeaconState {
@@ -234,7 +246,7 @@ fn state_fork(
             known: spec
                 .forks
                 .iter()
-                .map(|(name, v, _)| format!("{name:?} 0x{}", hex::encode(v)))
+                .map(|(name, v, _)| format!("{name} 0x{}", hex::encode(v)))
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -318,11 +330,9 @@ impl BeaconState {
     }
 
     /// `get_previous_epoch`: the current epoch minus one, but never before
-    /// genesis.
+    /// genesis (`GENESIS_EPOCH` is 0, so saturation is the spec's `max`).
     pub fn get_previous_epoch(&self) -> Epoch {
-        self.get_current_epoch()
-            .saturating_sub(1)
-            .max(GENESIS_EPOCH)
+        self.get_current_epoch().saturating_sub(1)
     }
 
     /// `get_active_validator_indices`.
@@ -358,20 +368,127 @@ impl BeaconState {
         Root::from_slice(&ethereum_hashing::hash(&preimage))
     }
 
-    /// The index of the validator with `pubkey`. The first call builds a
-    /// map of the whole registry; later calls are constant time.
+    /// The index of the validator with `pubkey` (the lowest, should a
+    /// malformed registry hold a key twice). The first call sorts the
+    /// registry's keys; later calls are binary searches.
     pub fn validator_index_by_pubkey(&self, pubkey: &PublicKeyBytes) -> Option<ValidatorIndex> {
         self.pubkey_index
-            .get_or_init(|| {
-                // A pubkey appears once in a valid registry; keeping the
-                // first index mirrors a linear search if one does not.
-                let mut index = HashMap::with_capacity(self.validators().len());
-                for (i, v) in (0..).zip(self.validators()) {
-                    index.entry(v.pubkey).or_insert(i);
-                }
-                index
+            .get_or_init(|| PubkeyIndex::build(self.validators()))
+            .get(self.validators(), pubkey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forks::{BeaconStateFulu, BeaconStatePhase0};
+    use super::*;
+    use ssz_types::{FixedVector, VariableList};
+
+    fn pubkey(i: u64) -> PublicKeyBytes {
+        let mut bytes = [0; 48];
+        bytes[..8].copy_from_slice(&i.to_le_bytes());
+        PublicKeyBytes(bytes)
+    }
+
+    /// A fulu minimal state built in code: validators 0..n, activated at
+    /// epoch `i % 3`, sync committee seats taken round-robin.
+    fn fulu_state(n: u64) -> BeaconStateFulu<Minimal> {
+        let spec = ChainSpec::minimal();
+        let validators = (0..n)
+            .map(|i| Validator {
+                activation_epoch: i % 3,
+                ..Validator::pending(pubkey(i))
             })
-            .get(pubkey)
-            .copied()
+            .collect();
+        let seats = (0..32).map(|seat| pubkey(seat % n)).collect();
+        BeaconStateFulu::<Minimal> {
+            slot: 17,
+            fork: Fork {
+                current_version: spec.fork_schedule(ForkName::Fulu).unwrap().0,
+                ..Fork::default()
+            },
+            validators: VariableList::new(validators).unwrap(),
+            current_sync_committee: SyncCommittee {
+                pubkeys: FixedVector::new(seats).unwrap(),
+                ..SyncCommittee::default()
+            },
+            ..BeaconStateFulu::default()
+        }
+    }
+
+    #[test]
+    fn a_state_built_in_code_round_trips_through_decode_state() {
+        let built = BeaconState::from(ForkState::Fulu(fulu_state(10)));
+        let decoded = decode_state(&built.as_ssz_bytes(), &ChainSpec::minimal(), None).unwrap();
+        assert_eq!(decoded.fork_name(), ForkName::Fulu);
+        assert_eq!(decoded.preset_name(), PresetName::Minimal);
+        assert_eq!(decoded.hash_tree_root(), built.hash_tree_root());
+        assert_eq!(decoded.get_current_epoch(), 2);
+        assert_eq!(decoded.get_previous_epoch(), 1);
+        assert_eq!(
+            decoded.get_active_validator_indices(1),
+            [0, 1, 3, 4, 6, 7, 9]
+        );
+        assert_eq!(decoded.validator_index_by_pubkey(&pubkey(7)), Some(7));
+        assert_eq!(decoded.validator_index_by_pubkey(&pubkey(10)), None);
+    }
+
+    #[test]
+    fn a_validator_with_several_seats_has_every_position_and_each_subnet_once() {
+        let state = BeaconState::from(ForkState::Fulu(fulu_state(10)));
+        // Seats 3, 13, 23: subcommittees of 8 seats, so subnets 0, 1, 2.
+        assert_eq!(
+            state
+                .sync_committee_positions(3, SyncPeriod::Current)
+                .unwrap(),
+            [3, 13, 23]
+        );
+        assert_eq!(
+            state
+                .sync_subcommittee_indices(3, SyncPeriod::Current)
+                .unwrap(),
+            [0, 1, 2]
+        );
+        // Seats 1, 11, 21, 31: subnets 0, 1, 2, 3.
+        assert_eq!(
+            state
+                .sync_subcommittee_indices(1, SyncPeriod::Current)
+                .unwrap(),
+            [0, 1, 2, 3]
+        );
+        // The next committee is all zero keys: no seat for validator 6.
+        assert!(state
+            .sync_committee_positions(6, SyncPeriod::Next)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn phase0_has_no_sync_committees() {
+        let state = BeaconState::from(ForkState::Phase0(BeaconStatePhase0::<Mainnet>::default()));
+        assert!(state.current_sync_committee().is_none());
+        let error = state.sync_subcommittee_indices(0, SyncPeriod::Current);
+        assert!(matches!(
+            error,
+            Err(StateError::NoSyncCommittees {
+                fork: ForkName::Phase0
+            })
+        ));
+    }
+
+    #[test]
+    fn seeds_and_mixes_of_extreme_epochs_do_not_overflow() {
+        let mut fulu = fulu_state(1);
+        fulu.randao_mixes[63] = Root::repeat_byte(9);
+        let state = BeaconState::from(ForkState::Fulu(fulu));
+        assert_eq!(state.get_randao_mix(u64::MAX), Root::repeat_byte(9));
+        // u64::MAX % 64 = 63, so the seed reads mix 61 (zero), not mix 63.
+        let mut preimage = vec![1, 0, 0, 0];
+        preimage.extend_from_slice(&u64::MAX.to_le_bytes());
+        preimage.extend_from_slice(&[0; 32]);
+        assert_eq!(
+            state.get_seed(u64::MAX, [1, 0, 0, 0]).as_slice(),
+            ethereum_hashing::hash(&preimage)
+        );
     }
 }

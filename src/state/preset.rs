@@ -10,35 +10,43 @@ use ssz_types::typenum::{
 
 use crate::spec::{Preset, PresetName};
 
+/// A typenum list or vector length, with the bounds the containers'
+/// derives need.
+pub trait Length: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync {}
+
+impl<N: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync> Length for N {}
+
 /// The lengths a `BeaconState` schema depends on, named after the spec
 /// constants (or the spec expression) they come from.
-pub trait StatePreset: 'static + Clone + Copy + Debug + PartialEq + Eq + Send + Sync {
+pub trait StatePreset:
+    'static + Clone + Copy + Debug + Default + PartialEq + Eq + Send + Sync
+{
     /// `SLOTS_PER_HISTORICAL_ROOT`.
-    type SlotsPerHistoricalRoot: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type SlotsPerHistoricalRoot: Length;
     /// `HISTORICAL_ROOTS_LIMIT`.
-    type HistoricalRootsLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type HistoricalRootsLimit: Length;
     /// `EPOCHS_PER_ETH1_VOTING_PERIOD * SLOTS_PER_EPOCH`.
-    type Eth1DataVotesLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type Eth1DataVotesLimit: Length;
     /// `VALIDATOR_REGISTRY_LIMIT`.
-    type ValidatorRegistryLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type ValidatorRegistryLimit: Length;
     /// `EPOCHS_PER_HISTORICAL_VECTOR`.
-    type EpochsPerHistoricalVector: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type EpochsPerHistoricalVector: Length;
     /// `EPOCHS_PER_SLASHINGS_VECTOR`.
-    type EpochsPerSlashingsVector: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type EpochsPerSlashingsVector: Length;
     /// `MAX_ATTESTATIONS * SLOTS_PER_EPOCH` (phase0 pending attestations).
-    type PendingAttestationsLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type PendingAttestationsLimit: Length;
     /// `MAX_VALIDATORS_PER_COMMITTEE`.
-    type MaxValidatorsPerCommittee: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type MaxValidatorsPerCommittee: Length;
     /// `SYNC_COMMITTEE_SIZE`.
-    type SyncCommitteeSize: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type SyncCommitteeSize: Length;
     /// `PENDING_DEPOSITS_LIMIT`.
-    type PendingDepositsLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type PendingDepositsLimit: Length;
     /// `PENDING_PARTIAL_WITHDRAWALS_LIMIT`.
-    type PendingPartialWithdrawalsLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type PendingPartialWithdrawalsLimit: Length;
     /// `PENDING_CONSOLIDATIONS_LIMIT`.
-    type PendingConsolidationsLimit: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type PendingConsolidationsLimit: Length;
     /// `(MIN_SEED_LOOKAHEAD + 1) * SLOTS_PER_EPOCH` (fulu proposer lookahead).
-    type ProposerLookaheadSize: Unsigned + Clone + Debug + PartialEq + Eq + Send + Sync;
+    type ProposerLookaheadSize: Length;
 
     /// The runtime constants of the same preset.
     fn preset() -> Preset;
@@ -48,7 +56,7 @@ pub trait StatePreset: 'static + Clone + Copy + Debug + PartialEq + Eq + Send + 
 }
 
 /// The mainnet preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mainnet;
 
 impl StatePreset for Mainnet {
@@ -76,7 +84,7 @@ impl StatePreset for Mainnet {
 }
 
 /// The minimal preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Minimal;
 
 impl StatePreset for Minimal {
