@@ -93,22 +93,17 @@ pub trait SelectionBackend: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::test_support::{fixture_path, u64_list, vectors};
     use crate::spec::ChainSpec;
     use crate::state::epoch_caches::EpochCommittees;
 
     #[test]
     fn a_states_committee_caches_serve_as_beacon_committees() {
-        let folder = format!(
-            "{}/tests/fixtures/oracle/deneb-minimal-2048",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(format!("{folder}/state.ssz")).unwrap();
+        let folder = "deneb-minimal-2048";
+        let bytes = std::fs::read(fixture_path(folder, "state.ssz")).unwrap();
         let state = crate::state::decode_state(&bytes, &ChainSpec::minimal(), None).unwrap();
         let caches = EpochCommittees::from_state(&state).unwrap();
-        let vectors: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(format!("{folder}/vectors.json")).unwrap(),
-        )
-        .unwrap();
+        let vectors = vectors(folder);
         for (cache, epoch) in caches
             .all()
             .into_iter()
@@ -118,12 +113,7 @@ mod tests {
             for committee in epoch["committees"].as_array().unwrap() {
                 let slot = committee["slot"].as_u64().unwrap();
                 let index = committee["committee_index"].as_u64().unwrap();
-                let members: Vec<u64> = committee["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.as_u64().unwrap())
-                    .collect();
+                let members = u64_list(&committee["members"]);
                 assert_eq!(
                     committees.get_beacon_committee(slot, index),
                     Some(&members[..])

@@ -457,31 +457,18 @@ mod tests {
     use warp::Filter;
 
     use super::*;
+    use crate::api::test_support::{self, hex_bytes as hex, u64_list};
     use crate::api::types::PublicKeyBytes;
     use crate::spec::Root;
 
     const FOLDER: &str = "fulu-mainnet-1024";
 
-    fn fixture_path(file: &str) -> String {
-        format!(
-            "{}/tests/fixtures/oracle/{FOLDER}/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    }
-
     fn vectors() -> Arc<Value> {
-        let text = std::fs::read_to_string(fixture_path("vectors.json")).unwrap();
-        Arc::new(serde_json::from_str(&text).unwrap())
+        Arc::new(test_support::vectors(FOLDER))
     }
 
     fn quoted(value: &Value) -> Value {
         Value::String(value.as_u64().unwrap().to_string())
-    }
-
-    fn hex<const N: usize>(value: &Value) -> [u8; N] {
-        let mut bytes = [0u8; N];
-        hex::decode_to_slice(&value.as_str().unwrap()[2..], &mut bytes).unwrap();
-        bytes
     }
 
     /// Attester duties of `indices` at `epoch`, found in the vectors' committees.
@@ -631,7 +618,7 @@ mod tests {
         let ssz = warp::path!("eth" / "v2" / "debug" / "beacon" / "states" / "head")
             .and(warp::header::exact("accept", "application/octet-stream"))
             .map(|| {
-                let bytes = std::fs::read(fixture_path("state.ssz")).unwrap();
+                let bytes = std::fs::read(test_support::fixture_path(FOLDER, "state.ssz")).unwrap();
                 warp::reply::with_header(bytes, "eth-consensus-version", "fulu")
             });
         let text_error = warp::path!("eth" / "v1" / "text_error")
@@ -716,12 +703,7 @@ mod tests {
         let listed = epoch["committees"].as_array().unwrap();
         assert_eq!(committees.len(), listed.len());
         for (got, want) in committees.iter().zip(listed) {
-            let members: Vec<u64> = want["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m.as_u64().unwrap())
-                .collect();
+            let members = u64_list(&want["members"]);
             assert_eq!(
                 (got.slot, got.index, &got.validators),
                 (

@@ -9,6 +9,8 @@ pub mod client;
 pub mod error;
 pub mod filters;
 pub mod selection;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 
 pub use backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
