@@ -12,10 +12,12 @@ use std::sync::Arc;
 use dv_aggregator::api::backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
 use dv_aggregator::api::client::{BeaconNodeClient, ClientError};
 use dv_aggregator::api::filters::{self, Limits};
+use dv_aggregator::api::selection;
 use dv_aggregator::api::types::{
     BeaconCommitteeSelection, ErrorMessage, IsAggregatorRequestItem, SignatureBytes,
     SyncCommitteeSelection,
 };
+use dv_aggregator::api::{ApiError, ItemError};
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::{CryptoError, PublicKey, Signature};
 use dv_aggregator::spec::{CommitteeIndex, Epoch, Fork, Preset, Root, Slot, ValidatorIndex};
@@ -784,5 +786,33 @@ async fn a_backend_without_state_answers_503() {
             error.to_string().contains("no beacon state loaded yet"),
             "{error}"
         );
+    }
+}
+
+#[test]
+fn the_same_answers_without_http() {
+    for folder in [MAINNET_FOLDER, MINIMAL_FOLDER] {
+        let fixture = Arc::new(Fixture::load(folder));
+        let backend = VectorBackend::new(fixture.clone());
+        let items: Vec<_> = fixture.cases.iter().map(|c| c.item.clone()).collect();
+        let expected: Vec<bool> = fixture.cases.iter().map(|c| c.is_aggregator).collect();
+        assert_eq!(
+            selection::answer_is_aggregator(&backend, &items).unwrap(),
+            expected,
+            "{folder}"
+        );
+
+        let mut bad = items.clone();
+        bad[3].validator_index = fixture.validator_count;
+        match selection::answer_is_aggregator(&backend, &bad) {
+            Err(ApiError::InvalidItems { total, failures }) => {
+                assert_eq!(total, items.len());
+                assert_eq!(
+                    failures,
+                    vec![(3, ItemError::UnknownValidator(fixture.validator_count))]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

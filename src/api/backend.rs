@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::crypto::PublicKey;
 use crate::spec::{CommitteeIndex, Epoch, Fork, Preset, Root, Slot, ValidatorIndex};
+use crate::state::committee_cache::CommitteeCache;
 
 /// Why a backend cannot answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +40,14 @@ pub trait BeaconCommittees: Send + Sync {
     /// `index` at `slot` in committee order, or `None` if the cache does not
     /// hold that committee.
     fn get_beacon_committee(&self, slot: Slot, index: CommitteeIndex) -> Option<&[ValidatorIndex]>;
+}
+
+/// A state's committee cache of one epoch, shared as `Arc<CommitteeCache>`,
+/// answers for the slots of that epoch.
+impl BeaconCommittees for CommitteeCache {
+    fn get_beacon_committee(&self, slot: Slot, index: CommitteeIndex) -> Option<&[ValidatorIndex]> {
+        CommitteeCache::get_beacon_committee(self, slot, index).ok()
+    }
 }
 
 /// What one slot's selection proofs are checked against.
@@ -79,4 +88,44 @@ pub trait SelectionBackend: Send + Sync {
     /// The preset (`SLOTS_PER_EPOCH`, `TARGET_AGGREGATORS_PER_COMMITTEE`) of
     /// the backend's chain.
     fn preset(&self) -> &Preset;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_support::{fixture_path, u64_list, vectors};
+    use crate::spec::ChainSpec;
+    use crate::state::epoch_caches::EpochCommittees;
+
+    #[test]
+    fn a_states_committee_caches_serve_as_beacon_committees() {
+        let folder = "deneb-minimal-2048";
+        let bytes = std::fs::read(fixture_path(folder, "state.ssz")).unwrap();
+        let state = crate::state::decode_state(&bytes, &ChainSpec::minimal(), None).unwrap();
+        let caches = EpochCommittees::from_state(&state).unwrap();
+        let vectors = vectors(folder);
+        for (cache, epoch) in caches
+            .all()
+            .into_iter()
+            .zip(vectors["epochs"].as_array().unwrap())
+        {
+            let committees: Arc<dyn BeaconCommittees> = cache.clone();
+            for committee in epoch["committees"].as_array().unwrap() {
+                let slot = committee["slot"].as_u64().unwrap();
+                let index = committee["committee_index"].as_u64().unwrap();
+                let members = u64_list(&committee["members"]);
+                assert_eq!(
+                    committees.get_beacon_committee(slot, index),
+                    Some(&members[..])
+                );
+            }
+            let epoch_start = epoch["epoch"].as_u64().unwrap() * state.preset().SLOTS_PER_EPOCH;
+            assert_eq!(committees.get_beacon_committee(epoch_start + 100, 0), None);
+            let committees_per_slot = epoch["committees_per_slot"].as_u64().unwrap();
+            assert_eq!(
+                committees.get_beacon_committee(epoch_start, committees_per_slot),
+                None
+            );
+        }
+    }
 }

@@ -441,3 +441,387 @@ async fn read_limited(
     }
     Ok(Bytes::from(body))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client against a fake beacon node on 127.0.0.1:0 that answers in
+    //! the Beacon API's JSON, written by hand from the fulu-mainnet oracle
+    //! vectors, so that paths, queries, envelopes and decoding are all checked.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
+    use warp::http::StatusCode;
+    use warp::Filter;
+
+    use super::*;
+    use crate::api::test_support::{self, hex_bytes as hex, u64_list};
+    use crate::api::types::PublicKeyBytes;
+    use crate::spec::Root;
+
+    const FOLDER: &str = "fulu-mainnet-1024";
+
+    fn vectors() -> Arc<Value> {
+        Arc::new(test_support::vectors(FOLDER))
+    }
+
+    fn quoted(value: &Value) -> Value {
+        Value::String(value.as_u64().unwrap().to_string())
+    }
+
+    /// Attester duties of `indices` at `epoch`, found in the vectors' committees.
+    fn attester_duties(v: &Value, epoch: u64, indices: &[u64]) -> Vec<Value> {
+        let epoch = v["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["epoch"] == epoch)
+            .unwrap();
+        let mut duties = Vec::new();
+        for committee in epoch["committees"].as_array().unwrap() {
+            let members = committee["members"].as_array().unwrap();
+            for (position, member) in members.iter().enumerate() {
+                if indices.contains(&member.as_u64().unwrap()) {
+                    duties.push(json!({
+                        "pubkey": format!("0x{}", "00".repeat(48)),
+                        "validator_index": quoted(member),
+                        "committee_index": quoted(&committee["committee_index"]),
+                        "committee_length": members.len().to_string(),
+                        "committees_at_slot": quoted(&epoch["committees_per_slot"]),
+                        "validator_committee_index": position.to_string(),
+                        "slot": quoted(&committee["slot"]),
+                    }));
+                }
+            }
+        }
+        duties
+    }
+
+    /// The fake node: each route answers what a Beacon API node would.
+    async fn fake_node(v: Arc<Value>) -> SocketAddr {
+        let state = v["state"].clone();
+        let version = warp::path!("eth" / "v1" / "node" / "version")
+            .map(|| warp::reply::json(&json!({"data": {"version": "fake-node/v1.0.0"}})));
+        let syncing = warp::path!("eth" / "v1" / "node" / "syncing").map({
+            let slot = quoted(&state["slot"]);
+            move || warp::reply::json(&json!({"data": {"head_slot": slot, "sync_distance": "0", "is_syncing": false}}))
+        });
+        let genesis = warp::path!("eth" / "v1" / "beacon" / "genesis").map({
+            let v = v.clone();
+            move || {
+                warp::reply::json(&json!({"data": {
+                    "genesis_time": quoted(&v["state"]["genesis_time"]),
+                    "genesis_validators_root": v["state"]["genesis_validators_root"],
+                    "genesis_fork_version": v["constants"]["GENESIS_FORK_VERSION"],
+                }}))
+            }
+        });
+        let spec = warp::path!("eth" / "v1" / "config" / "spec").map({
+            let slots = quoted(&v["constants"]["SLOTS_PER_EPOCH"]);
+            move || {
+                warp::reply::json(
+                    &json!({"data": {"SLOTS_PER_EPOCH": slots, "CONFIG_NAME": "mainnet"}}),
+                )
+            }
+        });
+        let fork = warp::path!("eth" / "v1" / "beacon" / "states" / String / "fork").map({
+            let fork = state["fork"].clone();
+            move |id: String| {
+                let reply = json!({"execution_optimistic": false, "finalized": false, "data": {
+                    "previous_version": fork["previous_version"],
+                    "current_version": fork["current_version"],
+                    "epoch": quoted(&fork["epoch"]),
+                }});
+                let status = if id == "head" {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                let body = if id == "head" {
+                    reply
+                } else {
+                    json!({"code": 404, "message": "State not found"})
+                };
+                warp::reply::with_status(warp::reply::json(&body), status)
+            }
+        });
+        let validators = warp::path!("eth" / "v1" / "beacon" / "states" / "head" / "validators")
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .map(|query: std::collections::HashMap<String, String>| {
+                let record = json!({
+                    "pubkey": query["id"].split(',').nth(1).unwrap_or_default(),
+                    "withdrawal_credentials": format!("0x{}", "00".repeat(32)),
+                    "effective_balance": "32000000000", "slashed": false,
+                    "activation_eligibility_epoch": "0", "activation_epoch": "0",
+                    "exit_epoch": "18446744073709551615", "withdrawable_epoch": "18446744073709551615",
+                });
+                let index = query["id"].split(',').next().unwrap_or_default().to_string();
+                warp::reply::json(&json!({"data": [
+                    {"index": index, "balance": "32000000000", "status": "active_ongoing", "validator": record}
+                ]}))
+            });
+        let committees = warp::path!("eth" / "v1" / "beacon" / "states" / "head" / "committees")
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .map({
+                let v = v.clone();
+                move |query: std::collections::HashMap<String, String>| {
+                    let epoch: u64 = query["epoch"].parse().unwrap();
+                    let epoch = v["epochs"].as_array().unwrap().iter().find(|e| e["epoch"] == epoch).unwrap();
+                    let data: Vec<Value> = epoch["committees"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| {
+                            let members: Vec<Value> = c["members"].as_array().unwrap().iter().map(quoted).collect();
+                            json!({"index": quoted(&c["committee_index"]), "slot": quoted(&c["slot"]), "validators": members})
+                        })
+                        .collect();
+                    warp::reply::json(&json!({"data": data}))
+                }
+            });
+        let duties = warp::path!("eth" / "v1" / "validator" / "duties" / "attester" / u64)
+            .and(warp::post())
+            .and(warp::body::json())
+            .map({
+                let v = v.clone();
+                move |epoch: u64, indices: Vec<String>| {
+                    let indices: Vec<u64> = indices.iter().map(|i| i.parse().unwrap()).collect();
+                    let root = format!("0x{}", "11".repeat(32));
+                    warp::reply::json(&json!({"dependent_root": root, "data": attester_duties(&v, epoch, &indices)}))
+                }
+            });
+        let sync_duties = warp::path!("eth" / "v1" / "validator" / "duties" / "sync" / u64)
+            .and(warp::post())
+            .and(warp::body::json())
+            .map({
+                let v = v.clone();
+                move |_epoch: u64, indices: Vec<String>| {
+                    let members = v["sync_committee"]["current_sync_committee_validator_indices"].as_array().unwrap();
+                    let data: Vec<Value> = indices
+                        .iter()
+                        .map(|index| {
+                            let positions: Vec<String> = members
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, m)| m.as_u64().unwrap().to_string() == *index)
+                                .map(|(p, _)| p.to_string())
+                                .collect();
+                            let pubkey = format!("0x{}", "00".repeat(48));
+                            json!({"pubkey": pubkey, "validator_index": index, "validator_sync_committee_indices": positions})
+                        })
+                        .collect();
+                    warp::reply::json(&json!({"execution_optimistic": false, "data": data}))
+                }
+            });
+        let ssz = warp::path!("eth" / "v2" / "debug" / "beacon" / "states" / "head")
+            .and(warp::header::exact("accept", "application/octet-stream"))
+            .map(|| {
+                let bytes = std::fs::read(test_support::fixture_path(FOLDER, "state.ssz")).unwrap();
+                warp::reply::with_header(bytes, "eth-consensus-version", "fulu")
+            });
+        let text_error = warp::path!("eth" / "v1" / "text_error")
+            .map(|| warp::reply::with_status("upstream exploded", StatusCode::BAD_GATEWAY));
+        let routes = version
+            .or(syncing)
+            .or(genesis)
+            .or(spec)
+            .or(fork)
+            .or(validators)
+            .or(committees)
+            .or(duties)
+            .or(sync_duties)
+            .or(ssz)
+            .or(text_error);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        addr
+    }
+
+    #[tokio::test]
+    async fn every_call_decodes_what_a_beacon_node_sends() {
+        let v = vectors();
+        let addr = fake_node(v.clone()).await;
+        let client = BeaconNodeClient::new(&format!("http://{addr}/")).unwrap();
+        let state = &v["state"];
+
+        assert_eq!(client.node_version().await.unwrap(), "fake-node/v1.0.0");
+        assert_eq!(
+            client.node_syncing().await.unwrap().head_slot,
+            state["slot"].as_u64().unwrap()
+        );
+
+        let genesis = client.genesis().await.unwrap();
+        assert_eq!(
+            genesis.genesis_time,
+            state["genesis_time"].as_u64().unwrap()
+        );
+        assert_eq!(
+            genesis.genesis_validators_root.0,
+            hex::<32>(&state["genesis_validators_root"])
+        );
+        assert_eq!(
+            genesis.genesis_fork_version,
+            hex::<4>(&v["constants"]["GENESIS_FORK_VERSION"])
+        );
+
+        let spec = client.config_spec().await.unwrap();
+        assert_eq!(
+            spec["SLOTS_PER_EPOCH"],
+            quoted(&v["constants"]["SLOTS_PER_EPOCH"])
+        );
+
+        let fork = client.state_fork(StateId::Head).await.unwrap();
+        let expected = Fork {
+            previous_version: hex(&state["fork"]["previous_version"]),
+            current_version: hex(&state["fork"]["current_version"]),
+            epoch: state["fork"]["epoch"].as_u64().unwrap(),
+        };
+        assert_eq!(fork, expected);
+
+        let case = &v["attestation_cases"][0];
+        let pubkey = PublicKeyBytes(hex(&case["validator_pubkey"]));
+        let index = case["validator_index"].as_u64().unwrap();
+        let ids = [ValidatorId::Index(index), ValidatorId::PublicKey(pubkey)];
+        let validators = client.state_validators(StateId::Head, &ids).await.unwrap();
+        assert_eq!(
+            (validators[0].index, validators[0].validator.pubkey),
+            (index, pubkey)
+        );
+        assert_eq!(
+            validators[0].validator.exit_epoch,
+            crate::spec::FAR_FUTURE_EPOCH
+        );
+
+        let epoch = &v["epochs"][2];
+        let committees = client
+            .state_committees(StateId::Head, epoch["epoch"].as_u64())
+            .await
+            .unwrap();
+        let listed = epoch["committees"].as_array().unwrap();
+        assert_eq!(committees.len(), listed.len());
+        for (got, want) in committees.iter().zip(listed) {
+            let members = u64_list(&want["members"]);
+            assert_eq!(
+                (got.slot, got.index, &got.validators),
+                (
+                    want["slot"].as_u64().unwrap(),
+                    want["committee_index"].as_u64().unwrap(),
+                    &members
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn duties_and_the_ssz_state_come_through() {
+        let v = vectors();
+        let addr = fake_node(v.clone()).await;
+        let client = BeaconNodeClient::new(&format!("http://{addr}")).unwrap();
+
+        // Every case of the current epoch is an attester duty at its slot and position.
+        let cases: Vec<&Value> = v["attestation_cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["epoch"] == 5)
+            .collect();
+        let indices: Vec<u64> = cases
+            .iter()
+            .map(|c| c["validator_index"].as_u64().unwrap())
+            .collect();
+        let duties = client.attester_duties(5, &indices).await.unwrap();
+        assert_eq!(duties.dependent_root, Some(Root::from([0x11; 32])));
+        for case in &cases {
+            let duty = duties
+                .data
+                .iter()
+                .find(|d| d.validator_index == case["validator_index"])
+                .unwrap();
+            assert_eq!(duty.slot, case["slot"].as_u64().unwrap());
+            assert_eq!(
+                duty.committee_length,
+                case["committee_length"].as_u64().unwrap()
+            );
+            assert_eq!(
+                duty.validator_committee_index,
+                case["position_in_committee"].as_u64().unwrap()
+            );
+        }
+
+        let sync_case = &v["sync_cases"][0];
+        let sync = client
+            .sync_duties(5, &[sync_case["validator_index"].as_u64().unwrap()])
+            .await
+            .unwrap();
+        let positions = &sync.data[0].validator_sync_committee_indices;
+        let subcommittee_size = v["sync_committee"]["subcommittee_size"].as_u64().unwrap();
+        for position in sync_case["positions_in_subcommittee"].as_array().unwrap() {
+            let global = sync_case["subcommittee_index"].as_u64().unwrap() * subcommittee_size
+                + position.as_u64().unwrap();
+            assert!(positions.contains(&global), "{positions:?} lacks {global}");
+        }
+
+        let state = client.debug_state_ssz(StateId::Head).await.unwrap();
+        assert_eq!(state.consensus_version.as_deref(), Some("fulu"));
+        assert_eq!(
+            state.bytes.len() as u64,
+            v["state"]["ssz_length"].as_u64().unwrap()
+        );
+        let digest = format!("0x{}", hex::encode(Sha256::digest(&state.bytes)));
+        assert_eq!(digest, v["state"]["ssz_sha256"].as_str().unwrap());
+    }
+
+    #[tokio::test]
+    async fn errors_carry_the_status_and_the_servers_message() {
+        let addr = fake_node(vectors()).await;
+        let client = BeaconNodeClient::new(&format!("http://{addr}")).unwrap();
+
+        let error = client.state_fork(StateId::Finalized).await.unwrap_err();
+        assert_eq!(error.status(), Some(404));
+        assert!(
+            error.to_string().ends_with("answered 404: State not found"),
+            "{error}"
+        );
+
+        let error = client
+            .get_json::<Value>("/eth/v1/text_error")
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(502));
+        assert!(error.to_string().ends_with("upstream exploded"), "{error}");
+
+        let tiny = ClientConfig {
+            max_state_bytes: 1024,
+            ..ClientConfig::default()
+        };
+        let small = BeaconNodeClient::with_config(&format!("http://{addr}"), tiny).unwrap();
+        assert!(matches!(
+            small.debug_state_ssz(StateId::Head).await,
+            Err(ClientError::TooLarge { limit: 1024, .. })
+        ));
+
+        // Nothing listens on a port just released.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let down = BeaconNodeClient::new(&format!("http://{closed}")).unwrap();
+        assert!(matches!(
+            down.node_version().await,
+            Err(ClientError::Transport { .. })
+        ));
+
+        assert!(matches!(
+            BeaconNodeClient::new("ftp://x"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            BeaconNodeClient::new("not a url"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+    }
+}

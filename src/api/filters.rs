@@ -36,8 +36,9 @@ impl Limits {
     /// 16 MiB: room for [`Self::DEFAULT_MAX_ITEMS`] items of about 330 bytes each,
     /// pretty-printed.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
-    /// 32,768 items: one per validator for a validator client of 32k keys;
-    /// verification of that many takes about one second on two cores.
+    /// 32,768 items: one per validator for a validator client of 32k keys.
+    /// A 10,000-item request took about 1.7 s on a loaded 2-core machine,
+    /// mostly the subgroup checks of the signatures.
     pub const DEFAULT_MAX_ITEMS: usize = 32_768;
 }
 

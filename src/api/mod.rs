@@ -1,6 +1,6 @@
 //! Beacon API surface of the project: wire types with serde in Beacon API
 //! conventions ([`types`]), error bodies ([`error`]), the
-//! [`SelectionBackend`](backend::SelectionBackend) trait a node implements,
+//! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
 //! ([`filters`]) and a typed HTTP client ([`client`]).
 
@@ -9,6 +9,8 @@ pub mod client;
 pub mod error;
 pub mod filters;
 pub mod selection;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 
 pub use backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};

@@ -1,22 +1,17 @@
 //! The answer of `POST /eth/v1/validator/is_aggregator`, without HTTP: every
 //! item checked against a [`SelectionBackend`], every slot signature verified
 //! in one batch, then the spec's modulo rule.
-//!
-//! Two consensus functions live here privately until `spec::signing` and
-//! `spec::selection` provide them: the selection-proof signing root and
-//! `is_aggregator`.
 
 use std::collections::HashMap;
-
-use tree_hash::TreeHash;
 
 use super::backend::{BackendError, SelectionBackend, SlotContext};
 use super::error::{ApiError, ItemError};
 use super::types::IsAggregatorRequestItem;
 use crate::crypto::batch::{find_invalid, verify_signature_sets, SignatureSet};
 use crate::crypto::{PublicKey, Signature};
-use crate::spec::config::DOMAIN_SELECTION_PROOF;
-use crate::spec::{Domain, Fork, ForkData, Root, SigningData, Slot};
+use crate::spec::selection::is_aggregator;
+use crate::spec::signing::selection_proof_signing_root;
+use crate::spec::{Root, Slot};
 
 /// Message of the 503 answer while the backend has no state.
 pub const NOT_READY_MESSAGE: &str = "no beacon state loaded yet; try again later";
@@ -50,7 +45,14 @@ pub(super) fn answer_parsed(
             Err(error) => failures.push((index, error)),
         }
     }
-    failures.extend(invalid_signatures(&checked));
+    let mut verifiable = Vec::with_capacity(checked.len());
+    for ((index, item), signature) in checked.iter().zip(decode_signatures(&checked)) {
+        match signature {
+            Ok(signature) => verifiable.push((*index, item, signature)),
+            Err(error) => failures.push((*index, error)),
+        }
+    }
+    failures.extend(invalid_signatures(&verifiable));
     if !failures.is_empty() {
         failures.sort_by_key(|(index, _)| *index);
         return Err(ApiError::InvalidItems {
@@ -58,20 +60,19 @@ pub(super) fn answer_parsed(
             failures,
         });
     }
-    let target = backend.preset().TARGET_AGGREGATORS_PER_COMMITTEE;
+    let preset = backend.preset();
     Ok(checked
         .iter()
-        .map(|(_, item)| is_aggregator(item.committee_len, &item.slot_signature, target))
+        .map(|(_, item)| is_aggregator(item.committee_len, &item.slot_signature, preset))
         .collect())
 }
 
-/// An item that passed every check but the signature verification.
+/// An item that passed every check but those of its signature.
 struct CheckedItem {
     validator_index: u64,
     slot: Slot,
-    committee_len: usize,
+    committee_len: u64,
     pubkey: PublicKey,
-    signature: Signature,
     slot_signature: [u8; 96],
     signing_root: Root,
 }
@@ -90,21 +91,17 @@ impl<'a> SlotContexts<'a> {
         }
     }
 
-    /// The slot's context; `Err(Ok(_))` names the item, `Err(Err(_))` fails the request.
+    /// The slot's context; `Ok(Err(_))` names the item, `Err(_)` fails the whole request.
     fn get(&mut self, slot: Slot) -> Result<Result<&(SlotContext, Root), ItemError>, ApiError> {
         if !self.by_slot.contains_key(&slot) {
             let fetched = match self.backend.selection_context(slot) {
                 Ok(context) => {
-                    let slots_per_epoch = self.backend.preset().SLOTS_PER_EPOCH;
                     let root = selection_proof_signing_root(
                         slot,
                         &context.fork,
                         context.genesis_validators_root,
-                        slots_per_epoch,
-                    )
-                    .ok_or_else(|| {
-                        ApiError::Internal("the backend's preset has SLOTS_PER_EPOCH = 0".into())
-                    })?;
+                        self.backend.preset(),
+                    );
                     Ok((context, root))
                 }
                 Err(error @ BackendError::SlotOutOfRange { .. }) => {
@@ -176,28 +173,52 @@ fn check_against_context(
     if !committee.contains(&item.validator_index) {
         return Err(not_in_committee);
     }
-    let signature = Signature::from_bytes(&item.slot_signature.0)
-        .map_err(|error| ItemError::BadSignatureEncoding(error.to_string()))?;
     Ok(CheckedItem {
         validator_index: item.validator_index,
         slot,
-        committee_len: committee.len(),
+        committee_len: committee.len() as u64,
         pubkey,
-        signature,
         slot_signature: item.slot_signature.0,
         signing_root,
     })
 }
 
+/// Fewest signatures worth a thread of their own (a decode costs about 0.1 ms).
+const MIN_DECODES_PER_THREAD: usize = 256;
+
+/// Decodes every slot signature into a subgroup point, the costliest per-item
+/// step, spread over the available cores.
+fn decode_signatures(checked: &[(usize, CheckedItem)]) -> Vec<Result<Signature, ItemError>> {
+    let decode = |(_, item): &(usize, CheckedItem)| {
+        Signature::from_bytes(&item.slot_signature)
+            .map_err(|error| ItemError::BadSignatureEncoding(error.to_string()))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = checked.len().div_ceil(threads).max(MIN_DECODES_PER_THREAD);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = checked
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(decode).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Verifies every signature in one batch; only if the batch fails, one by one
 /// to name the bad items.
-fn invalid_signatures(checked: &[(usize, CheckedItem)]) -> Vec<(usize, ItemError)> {
-    let sets: Vec<SignatureSet> = checked
+fn invalid_signatures(items: &[(usize, &CheckedItem, Signature)]) -> Vec<(usize, ItemError)> {
+    let sets: Vec<SignatureSet> = items
         .iter()
-        .map(|(_, item)| SignatureSet {
+        .map(|(_, item, signature)| SignatureSet {
             pubkey: &item.pubkey,
             message: item.signing_root.0,
-            signature: &item.signature,
+            signature,
         })
         .collect();
     if verify_signature_sets(&sets) {
@@ -205,8 +226,8 @@ fn invalid_signatures(checked: &[(usize, CheckedItem)]) -> Vec<(usize, ItemError
     }
     find_invalid(&sets)
         .into_iter()
-        .filter_map(|position| checked.get(position))
-        .map(|(index, item)| {
+        .filter_map(|position| items.get(position))
+        .map(|(index, item, _)| {
             let error = ItemError::InvalidSignature {
                 validator_index: item.validator_index,
                 slot: item.slot,
@@ -214,145 +235,4 @@ fn invalid_signatures(checked: &[(usize, CheckedItem)]) -> Vec<(usize, ItemError
             (*index, error)
         })
         .collect()
-}
-
-/// `compute_signing_root(slot, get_domain(state, DOMAIN_SELECTION_PROOF,
-/// compute_epoch_at_slot(slot)))`: what `get_slot_signature` signs. `None`
-/// if `slots_per_epoch` is 0.
-///
-/// Private until `spec::signing` provides it.
-fn selection_proof_signing_root(
-    slot: Slot,
-    fork: &Fork,
-    genesis_validators_root: Root,
-    slots_per_epoch: u64,
-) -> Option<Root> {
-    let epoch = slot.checked_div(slots_per_epoch)?;
-    let current_version = if epoch < fork.epoch {
-        fork.previous_version
-    } else {
-        fork.current_version
-    };
-    let fork_data_root = ForkData {
-        current_version,
-        genesis_validators_root,
-    }
-    .tree_hash_root();
-    let mut domain = [0u8; 32];
-    domain[..4].copy_from_slice(&DOMAIN_SELECTION_PROOF);
-    domain[4..].copy_from_slice(&fork_data_root.0[..28]);
-    Some(
-        SigningData {
-            object_root: slot.tree_hash_root(),
-            domain: Domain::from(domain),
-        }
-        .tree_hash_root(),
-    )
-}
-
-/// The spec's `is_aggregator`: `bytes_to_uint64(hash(slot_signature)[0:8]) %
-/// max(1, len(committee) // TARGET_AGGREGATORS_PER_COMMITTEE) == 0`.
-///
-/// Private until `spec::selection` provides it.
-fn is_aggregator(committee_len: usize, slot_signature: &[u8; 96], target_aggregators: u64) -> bool {
-    let modulo = (committee_len as u64)
-        .checked_div(target_aggregators)
-        .unwrap_or(0)
-        .max(1);
-    let hash = ethereum_hashing::hash_fixed(slot_signature);
-    let mut prefix = [0u8; 8];
-    prefix.copy_from_slice(&hash[..8]);
-    u64::from_le_bytes(prefix) % modulo == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    /// Oracle folders of both presets.
-    const FOLDERS: [&str; 2] = ["fulu-mainnet-1024", "deneb-minimal-2048"];
-
-    fn vectors(folder: &str) -> Value {
-        let path = format!(
-            "{}/tests/fixtures/oracle/{folder}/vectors.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn hex<const N: usize>(value: &Value) -> [u8; N] {
-        let mut bytes = [0u8; N];
-        hex::decode_to_slice(&value.as_str().unwrap()[2..], &mut bytes).unwrap();
-        bytes
-    }
-
-    fn u64_of(value: &Value) -> u64 {
-        value.as_u64().unwrap()
-    }
-
-    #[test]
-    fn signing_roots_match_every_attestation_case() {
-        for folder in FOLDERS {
-            let v = vectors(folder);
-            let state = &v["state"];
-            let fork = Fork {
-                previous_version: hex(&state["fork"]["previous_version"]),
-                current_version: hex(&state["fork"]["current_version"]),
-                epoch: u64_of(&state["fork"]["epoch"]),
-            };
-            let gvr = Root::from(hex::<32>(&state["genesis_validators_root"]));
-            let slots_per_epoch = u64_of(&v["constants"]["SLOTS_PER_EPOCH"]);
-            let cases = v["attestation_cases"].as_array().unwrap();
-            assert!(cases.len() > 100, "{folder}");
-            for case in cases {
-                let root = selection_proof_signing_root(
-                    u64_of(&case["slot"]),
-                    &fork,
-                    gvr,
-                    slots_per_epoch,
-                );
-                assert_eq!(
-                    root,
-                    Some(Root::from(hex::<32>(&case["signing_root"]))),
-                    "{folder} {case}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn is_aggregator_matches_pure_and_attestation_cases() {
-        for folder in FOLDERS {
-            let v = vectors(folder);
-            let target = u64_of(&v["constants"]["TARGET_AGGREGATORS_PER_COMMITTEE"]);
-            let pure = v["is_aggregator_pure_cases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| (c, "signature"));
-            let attestation = v["attestation_cases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| (c, "selection_proof"));
-            for (case, signature_key) in pure.chain(attestation) {
-                let committee_len = usize::try_from(u64_of(&case["committee_length"])).unwrap();
-                let expected = case["is_aggregator"].as_bool().unwrap();
-                assert_eq!(
-                    is_aggregator(committee_len, &hex(&case[signature_key]), target),
-                    expected,
-                    "{case}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn zero_slots_per_epoch_gives_no_root_instead_of_a_panic() {
-        assert_eq!(
-            selection_proof_signing_root(5, &Fork::default(), Root::ZERO, 0),
-            None
-        );
-    }
 }
