@@ -17,6 +17,7 @@
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
 
 pub mod api;
+pub mod beacon;
 pub mod cluster;
 pub mod crypto;
 pub mod spec;
