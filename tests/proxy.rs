@@ -90,12 +90,19 @@ fn test_upstream(state: UpstreamState) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
         .map(
-            move |method: Method, path: FullPath, query: String, headers: HeaderMap, body: Bytes| {
+            move |method: Method,
+                  path: FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body: Bytes| {
                 state.echoed.fetch_add(1, Ordering::SeqCst);
                 let headers: serde_json::Map<String, Value> = headers
                     .iter()
                     .map(|(name, value)| {
-                        (name.to_string(), json!(value.to_str().unwrap_or("<binary>")))
+                        (
+                            name.to_string(),
+                            json!(value.to_str().unwrap_or("<binary>")),
+                        )
                     })
                     .collect();
                 warp::reply::json(&json!({
@@ -108,7 +115,16 @@ fn test_upstream(state: UpstreamState) -> BoxedFilter<(Response,)> {
                 .into_response()
             },
         );
-    missing.or(slow).unify().or(events).unify().or(raw).unify().or(echo).unify().boxed()
+    missing
+        .or(slow)
+        .unify()
+        .or(events)
+        .unify()
+        .or(raw)
+        .unify()
+        .or(echo)
+        .unify()
+        .boxed()
 }
 
 /// `event: head` with data `one`, then (after the test's go-ahead) `two`.
@@ -254,7 +270,11 @@ async fn post_json_passes_unchanged() {
 async fn octet_stream_bodies_pass_byte_exact_both_ways() {
     let setup = Setup::start().await;
     // Every byte value, then a body large enough to arrive in many chunks.
-    let large: Vec<u8> = all_byte_values().into_iter().cycle().take(4 << 20).collect();
+    let large: Vec<u8> = all_byte_values()
+        .into_iter()
+        .cycle()
+        .take(4 << 20)
+        .collect();
     for body in [all_byte_values(), large] {
         let response = setup
             .client
@@ -296,7 +316,12 @@ async fn chunked_request_body_passes_unchanged() {
 #[tokio::test]
 async fn upstream_status_headers_and_body_come_back() {
     let setup = Setup::start().await;
-    let response = setup.client.get(setup.url("/missing")).send().await.unwrap();
+    let response = setup
+        .client
+        .get(setup.url("/missing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()["x-upstream"], "test-double");
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -400,7 +425,10 @@ async fn request_bodies_over_the_limit_get_413() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.bytes().await.unwrap().as_ref(), at_limit.as_slice());
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        at_limit.as_slice()
+    );
 }
 
 #[tokio::test]
@@ -408,8 +436,11 @@ async fn upstream_down_gives_503_naming_it_then_recovers() {
     // A port that nothing listens on until the upstream starts below.
     let (listener, upstream) = loopback_listener().await;
     drop(listener);
-    let (proxy, _proxy_task) =
-        start_proxy(upstream, dv_aggregator::beacon::proxy::DEFAULT_MAX_REQUEST_BODY).await;
+    let (proxy, _proxy_task) = start_proxy(
+        upstream,
+        dv_aggregator::beacon::proxy::DEFAULT_MAX_REQUEST_BODY,
+    )
+    .await;
     let client = client();
     let url = format!("http://{proxy}/eth/v1/node/version");
 
@@ -419,7 +450,9 @@ async fn upstream_down_gives_503_naming_it_then_recovers() {
     assert_eq!(body["code"], 503);
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.starts_with(&format!("upstream beacon node http://{upstream}/ unreachable: ")),
+        message.starts_with(&format!(
+            "upstream beacon node http://{upstream}/ unreachable: "
+        )),
         "{message}"
     );
 

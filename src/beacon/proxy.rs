@@ -105,7 +105,9 @@ pub enum ProxyError {
         reason: String,
     },
     /// The request's path and query do not form a valid upstream URL.
-    #[error("request target {target} cannot be forwarded to upstream beacon node {upstream}: {reason}")]
+    #[error(
+        "request target {target} cannot be forwarded to upstream beacon node {upstream}: {reason}"
+    )]
     InvalidTarget {
         /// The path and query of the request.
         target: String,
@@ -177,23 +179,40 @@ pub fn proxy_filter(
     config: ProxyConfig,
 ) -> Result<impl Filter<Extract = (Response,), Error = Rejection> + Clone, ProxyError> {
     let proxy = Arc::new(Proxy::new(config)?);
-    Ok(warp::any()
-        .map(move || Arc::clone(&proxy))
+    let proxy = warp::any().map(move || Arc::clone(&proxy));
+    Ok(proxy
         .and(warp::method())
         .and(warp::path::full())
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(
-            |proxy: Arc<Proxy>, method, path: FullPath, query: Option<String>, headers, body| async move {
-                let target = Target { method, path: path.as_str().to_owned(), query };
-                proxy.forward(target, headers, body).await
-            },
-        ))
+        .then(forward))
+}
+
+/// The request handler of [`proxy_filter`].
+async fn forward<S, B>(
+    proxy: Arc<Proxy>,
+    method: Method,
+    path: FullPath,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    let target = Target {
+        method,
+        path: path.as_str().to_owned(),
+        query,
+    };
+    proxy.forward(target, headers, body).await
 }
 
 /// The query string, `None` when the request target has no `?`.
-fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone
+{
     warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
@@ -244,7 +263,11 @@ impl Proxy {
                 upstream: upstream.clone(),
                 reason: error_chain(&e),
             })?;
-        Ok(Self { client, config, upstream })
+        Ok(Self {
+            client,
+            config,
+            upstream,
+        })
     }
 
     /// Forwards one request and turns any failure into its error reply.
@@ -324,7 +347,10 @@ impl Proxy {
         };
         let upstream_response = outcome.map_err(|e| {
             if overflow.load(Ordering::Relaxed) {
-                ProxyError::BodyTooLarge { received: limit.saturating_add(1), limit }
+                ProxyError::BodyTooLarge {
+                    received: limit.saturating_add(1),
+                    limit,
+                }
             } else {
                 self.classify(e)
             }

@@ -102,6 +102,8 @@ impl DevChain {
                 &rest_url,
                 data_dir.path(),
             ))
+            // `dev` writes genesis.ssz into its working directory.
+            .current_dir(data_dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("Lodestar log file"))
             .stderr(log)
