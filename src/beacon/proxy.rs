@@ -34,6 +34,8 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::api::types::ErrorMessage;
+
 /// Default bound on a forwarded request body: 32 MiB. The largest request a
 /// validator client sends is an SSZ block (`POST /eth/v2/beacon/blocks`), a
 /// few MiB on mainnet with blobs; 32 MiB leaves room without letting one
@@ -166,7 +168,11 @@ impl ProxyError {
     /// The Beacon API error reply `{"code": status, "message": ...}`.
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({ "code": status.as_u16(), "message": self.to_string() });
+        let body = ErrorMessage {
+            code: status.as_u16(),
+            message: self.to_string(),
+            failures: Vec::new(),
+        };
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
     }
 }
