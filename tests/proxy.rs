@@ -189,6 +189,31 @@ impl Setup {
         format!("http://{}{path_and_query}", self.proxy)
     }
 
+    /// `GET path_and_query` through the proxy.
+    async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path_and_query));
+        request.send().await.unwrap()
+    }
+
+    /// `POST path` with `content_type` through the proxy; the upstream's echo.
+    async fn post_echo(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Value {
+        let request = self.client.post(self.url(path));
+        self.echo(request.header("content-type", content_type).body(body))
+            .await
+    }
+
+    /// `POST /raw` (the upstream answers with the body it received).
+    async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        let request = self.client.post(self.url("/raw"));
+        let request = request.header("content-type", "application/octet-stream");
+        request.body(body).send().await.unwrap()
+    }
+
     /// Sends `request` through the proxy and returns the upstream's echo.
     async fn echo(&self, request: reqwest::RequestBuilder) -> Value {
         let response = request.send().await.unwrap();
@@ -251,12 +276,10 @@ async fn post_json_passes_unchanged() {
     let setup = Setup::start().await;
     let body = r#"[{"validator_index":"1","slot":"32"}]"#;
     let echo = setup
-        .echo(
-            setup
-                .client
-                .post(setup.url("/eth/v1/validator/duties/attester/1"))
-                .header("content-type", "application/json")
-                .body(body),
+        .post_echo(
+            "/eth/v1/validator/duties/attester/1",
+            "application/json",
+            body,
         )
         .await;
     assert_eq!(echo["method"], "POST");
@@ -276,14 +299,7 @@ async fn octet_stream_bodies_pass_byte_exact_both_ways() {
         .take(4 << 20)
         .collect();
     for body in [all_byte_values(), large] {
-        let response = setup
-            .client
-            .post(setup.url("/raw"))
-            .header("content-type", "application/octet-stream")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = setup.post_raw(body.clone()).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers()["content-type"],
@@ -299,12 +315,10 @@ async fn chunked_request_body_passes_unchanged() {
     let chunks = vec![b"first ".to_vec(), all_byte_values(), b" last".to_vec()];
     let expected: Vec<u8> = chunks.concat();
     let echo = setup
-        .echo(
-            setup
-                .client
-                .post(setup.url("/eth/v2/beacon/blocks"))
-                .header("content-type", "application/octet-stream")
-                .body(chunked_body(chunks)),
+        .post_echo(
+            "/eth/v2/beacon/blocks",
+            "application/octet-stream",
+            chunked_body(chunks),
         )
         .await;
     assert_eq!(echo["body"], hex::encode(&expected));
@@ -316,12 +330,7 @@ async fn chunked_request_body_passes_unchanged() {
 #[tokio::test]
 async fn upstream_status_headers_and_body_come_back() {
     let setup = Setup::start().await;
-    let response = setup
-        .client
-        .get(setup.url("/missing"))
-        .send()
-        .await
-        .unwrap();
+    let response = setup.get("/missing").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()["x-upstream"], "test-double");
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -379,7 +388,7 @@ async fn next_event(
 #[tokio::test]
 async fn stalled_upstream_gives_504() {
     let setup = Setup::start().await;
-    let response = setup.client.get(setup.url("/slow")).send().await.unwrap();
+    let response = setup.get("/slow").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], 504);
@@ -391,16 +400,10 @@ async fn stalled_upstream_gives_504() {
 async fn request_bodies_over_the_limit_get_413() {
     let limit = 1024;
     let setup = Setup::with_limit(limit).await;
-    let at_limit = vec![7u8; 1024];
-    let over = vec![7u8; 1025];
+    let at_limit = vec![7u8; limit as usize];
+    let over = vec![7u8; limit as usize + 1];
 
-    let response = setup
-        .client
-        .post(setup.url("/raw"))
-        .body(over.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = setup.post_raw(over.clone()).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], 413);
@@ -408,22 +411,10 @@ async fn request_bodies_over_the_limit_get_413() {
     assert_eq!(setup.state.echoed.load(Ordering::SeqCst), 0);
 
     let chunks = |body: Vec<u8>| chunked_body(body.chunks(300).map(<[u8]>::to_vec).collect());
-    let response = setup
-        .client
-        .post(setup.url("/raw"))
-        .body(chunks(over))
-        .send()
-        .await
-        .unwrap();
+    let response = setup.post_raw(chunks(over)).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let response = setup
-        .client
-        .post(setup.url("/raw"))
-        .body(chunks(at_limit.clone()))
-        .send()
-        .await
-        .unwrap();
+    let response = setup.post_raw(chunks(at_limit.clone())).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.bytes().await.unwrap().as_ref(),

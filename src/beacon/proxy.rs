@@ -284,30 +284,20 @@ impl Proxy {
     {
         let started = Instant::now();
         let result = self.exchange(&target, headers, body).await;
-        let elapsed_ms = started.elapsed().as_millis();
-        match result {
-            Ok(response) => {
-                tracing::debug!(
-                    method = %target.method,
-                    target = %target.display(),
-                    status = response.status().as_u16(),
-                    elapsed_ms,
-                    "proxied to upstream beacon node"
-                );
-                response
-            }
-            Err(error) => {
-                tracing::debug!(
-                    method = %target.method,
-                    target = %target.display(),
-                    status = error.status().as_u16(),
-                    elapsed_ms,
-                    %error,
-                    "proxy failed"
-                );
-                error.into_response()
-            }
-        }
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => error.status(),
+        };
+        // Response time to the head: a streamed body may go on for long.
+        tracing::debug!(
+            method = %target.method,
+            target = %target.display(),
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis(),
+            error = result.as_ref().err().map(tracing::field::display),
+            "proxied to upstream beacon node"
+        );
+        result.unwrap_or_else(ProxyError::into_response)
     }
 
     async fn exchange<S, B>(
