@@ -130,6 +130,15 @@ impl DevChain {
         format!("{}{path_and_query}", self.rest_url)
     }
 
+    /// The chain's slot by the wall clock (0 before genesis).
+    pub fn current_slot(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        now.saturating_sub(self.genesis.genesis_time) / self.options.seconds_per_slot
+    }
+
     /// The last lines of the node's log, for failure messages.
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
