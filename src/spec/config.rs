@@ -151,10 +151,7 @@ impl ChainSpec {
     /// `GENESIS_FORK_VERSION`.
     pub fn genesis_fork_version(&self) -> Version {
         // Every constructor lists phase0 first.
-        self.forks
-            .first()
-            .map(|(_, version, _)| *version)
-            .unwrap_or_default()
+        self.forks.first().map(|(_, version, _)| *version).unwrap_or_default()
     }
 
     /// The version and activation epoch of `fork` in this configuration.
