@@ -1,4 +1,16 @@
-//! The beacon-node side: a [`StateBackend`](backend::StateBackend) over a
-//! loaded BeaconState that serves the seed's `is_aggregator` endpoint.
+//! Beacon-node side of the project: the seed's `is_aggregator` endpoint served
+//! from a BeaconState, and the sidecar that puts it in front of (or in place
+//! of) a beacon node.
+//!
+//! - [`backend`]: [`StateBackend`](backend::StateBackend), the loaded state and
+//!   its committee caches behind the `SelectionBackend` trait.
+//! - [`source`]: where the state comes from: a file, or an upstream node
+//!   followed epoch by epoch.
+//! - [`proxy`]: the reverse proxy that forwards every request the sidecar does
+//!   not answer itself to an upstream beacon node, unchanged and streamed.
+//! - [`sidecar`]: the server that assembles them.
 
 pub mod backend;
+pub mod proxy;
+pub mod sidecar;
+pub mod source;
