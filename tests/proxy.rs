@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dv_aggregator::beacon::proxy::{proxy_filter, ProxyConfig};
+use dv_aggregator::beacon::proxy::{proxy_filter, ProxyConfig, DEFAULT_MAX_REQUEST_BODY};
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -147,9 +147,9 @@ fn two_events(
     })
 }
 
-/// A proxy to `upstream` on a loopback port, with `max_request_body`.
-async fn start_proxy(upstream: SocketAddr, max_request_body: u64) -> (SocketAddr, JoinHandle<()>) {
-    let mut config = ProxyConfig::new(format!("http://{upstream}").parse().unwrap());
+/// A proxy to the `upstream` URL on a loopback port, with `max_request_body`.
+async fn start_proxy(upstream: &str, max_request_body: u64) -> (SocketAddr, JoinHandle<()>) {
+    let mut config = ProxyConfig::new(upstream.parse().unwrap());
     config.timeout = PROXY_TIMEOUT;
     config.max_request_body = max_request_body;
     let filter = proxy_filter(config).unwrap().boxed();
@@ -168,14 +168,15 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
-        Self::with_limit(dv_aggregator::beacon::proxy::DEFAULT_MAX_REQUEST_BODY).await
+        Self::with_limit(DEFAULT_MAX_REQUEST_BODY).await
     }
 
     async fn with_limit(max_request_body: u64) -> Self {
         let state = UpstreamState::default();
         let (listener, upstream) = loopback_listener().await;
         let upstream_task = serve(test_upstream(state.clone()), listener);
-        let (proxy, proxy_task) = start_proxy(upstream, max_request_body).await;
+        let (proxy, proxy_task) =
+            start_proxy(&format!("http://{upstream}"), max_request_body).await;
         Self {
             upstream,
             proxy,
@@ -427,11 +428,8 @@ async fn upstream_down_gives_503_naming_it_then_recovers() {
     // A port that nothing listens on until the upstream starts below.
     let (listener, upstream) = loopback_listener().await;
     drop(listener);
-    let (proxy, _proxy_task) = start_proxy(
-        upstream,
-        dv_aggregator::beacon::proxy::DEFAULT_MAX_REQUEST_BODY,
-    )
-    .await;
+    let (proxy, _proxy_task) =
+        start_proxy(&format!("http://{upstream}"), DEFAULT_MAX_REQUEST_BODY).await;
     let client = client();
     let url = format!("http://{proxy}/eth/v1/node/version");
 
@@ -453,4 +451,24 @@ async fn upstream_down_gives_503_naming_it_then_recovers() {
     assert_eq!(response.status(), StatusCode::OK);
     let echo: Value = response.json().await.unwrap();
     assert_eq!(echo["path"], "/eth/v1/node/version");
+}
+
+#[tokio::test]
+async fn upstream_path_prefix_is_kept() {
+    let state = UpstreamState::default();
+    let (listener, upstream) = loopback_listener().await;
+    let _upstream_task = serve(test_upstream(state), listener);
+    let upstream_url = format!("http://{upstream}/node-a/");
+    let (proxy, _proxy_task) = start_proxy(&upstream_url, DEFAULT_MAX_REQUEST_BODY).await;
+    let url = format!("http://{proxy}/eth/v1/node/version?x=1");
+    let echo: Value = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["path"], "/node-a/eth/v1/node/version");
+    assert_eq!(echo["query"], "x=1");
 }

@@ -70,7 +70,8 @@ pub struct ProxyConfig {
     /// Base URL of the upstream beacon node (`http://127.0.0.1:5052`); a path
     /// prefix in it is kept in front of every forwarded path.
     pub upstream: Url,
-    /// Time allowed for the upstream to send a response head (not the body).
+    /// Time allowed for sending the request and receiving the response head
+    /// (not the response body); none for the event stream.
     pub timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.
     pub max_request_body: u64,
@@ -104,18 +105,6 @@ pub enum ProxyError {
         /// The upstream URL, without credentials.
         upstream: String,
         /// The client builder's error chain.
-        reason: String,
-    },
-    /// The request's path and query do not form a valid upstream URL.
-    #[error(
-        "request target {target} cannot be forwarded to upstream beacon node {upstream}: {reason}"
-    )]
-    InvalidTarget {
-        /// The path and query of the request.
-        target: String,
-        /// The upstream URL, without credentials.
-        upstream: String,
-        /// The URL parser's error.
         reason: String,
     },
     /// No connection to the upstream could be made.
@@ -157,7 +146,6 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidUpstream { .. } | Self::Client { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::InvalidTarget { .. } => StatusCode::BAD_REQUEST,
             Self::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
@@ -318,7 +306,7 @@ impl Proxy {
         // A request with neither header has no body (RFC 9112 §6.3); sending
         // an empty chunked one instead would change the request.
         let has_body = announced.is_some() || headers.contains_key(TRANSFER_ENCODING);
-        let url = self.target_url(target)?;
+        let url = self.target_url(target);
         let is_event_stream = target.path == EVENTS_PATH || accepts_event_stream(&headers);
 
         let mut request = self
@@ -356,20 +344,13 @@ impl Proxy {
 
     /// The upstream URL for `target`: upstream path prefix + request path,
     /// and the request's query.
-    fn target_url(&self, target: &Target) -> Result<Url, ProxyError> {
+    fn target_url(&self, target: &Target) -> Url {
         let mut url = self.config.upstream.clone();
         let prefix = url.path().trim_end_matches('/');
         let path = format!("{prefix}{}", target.path);
         url.set_path(&path);
         url.set_query(target.query.as_deref());
-        if url.cannot_be_a_base() {
-            return Err(ProxyError::InvalidTarget {
-                target: target.display(),
-                upstream: self.upstream.clone(),
-                reason: "not a hierarchical URL".to_owned(),
-            });
-        }
-        Ok(url)
+        url
     }
 
     fn timeout(&self) -> ProxyError {
