@@ -6,6 +6,8 @@
 //!   its committee caches behind the `SelectionBackend` trait.
 //! - [`source`]: where the state comes from: a file, or an upstream node
 //!   followed epoch by epoch.
+//! - [`state_api`]: the read-only Beacon API that a state determines (genesis,
+//!   fork, validators, committees, duties, the SSZ state), served in `--state` mode.
 //! - [`proxy`]: the reverse proxy that forwards every request the sidecar does
 //!   not answer itself to an upstream beacon node, unchanged and streamed.
 //! - [`sidecar`]: the server that assembles them.
@@ -14,3 +16,4 @@ pub mod backend;
 pub mod proxy;
 pub mod sidecar;
 pub mod source;
+pub mod state_api;

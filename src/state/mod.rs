@@ -314,6 +314,19 @@ impl BeaconState {
         on_preset!(&self.state, s => s.randao_mixes())
     }
 
+    /// `state.balances`, one per validator, in Gwei.
+    pub fn balances(&self) -> &[u64] {
+        on_preset!(&self.state, s => match s {
+            ForkState::Phase0(s) => &s.balances,
+            ForkState::Altair(s) => &s.balances,
+            ForkState::Bellatrix(s) => &s.balances,
+            ForkState::Capella(s) => &s.balances,
+            ForkState::Deneb(s) => &s.balances,
+            ForkState::Electra(s) => &s.balances,
+            ForkState::Fulu(s) => &s.balances,
+        })
+    }
+
     /// `hash_tree_root(state)`.
     pub fn hash_tree_root(&self) -> Root {
         on_preset!(&self.state, s => s.tree_hash_root())
