@@ -22,13 +22,18 @@ enum Command {
     /// partial signatures, recover a validator key.
     #[command(subcommand)]
     Cluster(cmd::cluster::ClusterCommand),
+    /// Add POST /eth/v1/validator/is_aggregator to any beacon node: serve it
+    /// from the node's head state and proxy everything else to the node.
+    Sidecar(cmd::sidecar::SidecarArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Inspect(command) => cmd::inspect::run(command),
         Command::Cluster(command) => cmd::cluster::run(command),
+        Command::Sidecar(args) => cmd::sidecar::run(args),
     };
     if let Err(error) = result {
         // One line, every cause joined: scripts and operators read the reason
@@ -36,4 +41,14 @@ fn main() {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

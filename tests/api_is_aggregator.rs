@@ -223,8 +223,8 @@ impl SelectionBackend for VectorBackend {
         self.pubkeys.get(usize::try_from(index).ok()?).copied()
     }
 
-    fn current_slot(&self) -> Option<Slot> {
-        Some(self.fixture.state_slot)
+    fn current_slot(&self) -> Result<Slot, BackendError> {
+        Ok(self.fixture.state_slot)
     }
 
     fn preset(&self) -> &Preset {
@@ -248,8 +248,9 @@ impl SelectionBackend for NotReadyBackend {
         None
     }
 
-    fn current_slot(&self) -> Option<Slot> {
+    fn current_slot(&self) -> Result<Slot, BackendError> {
         self.current_slot
+            .ok_or_else(|| BackendError::NotReady("no beacon state loaded yet".into()))
     }
 
     fn preset(&self) -> &Preset {

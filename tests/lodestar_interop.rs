@@ -1,19 +1,27 @@
-//! The sidecar's reverse proxy in front of a real beacon node: Lodestar 1.5.1
-//! running a dev chain on loopback (see tests/lodestar/mod.rs; skipped with a
-//! message when Lodestar is not installed and `CI` is not set).
+//! The sidecar in front of a real beacon node: Lodestar 1.5.1 running a dev
+//! chain on loopback (see tests/lodestar/mod.rs; skipped with a message when
+//! Lodestar is not installed and `CI` is not set). The sidecar loads the
+//! node's head state, moves to the next epoch's state when the head does,
+//! proxies ordinary calls and the event stream unchanged, and answers
+//! `is_aggregator` for the chain's interop validators as the spec does.
 
 mod lodestar;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dv_aggregator::beacon::proxy::{proxy_filter, ProxyConfig};
+use dv_aggregator::api::client::BeaconNodeClient;
+use dv_aggregator::api::filters::Limits;
+use dv_aggregator::api::types::{IsAggregatorRequestItem, SignatureBytes};
+use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
+use dv_aggregator::crypto::interop::interop_secret_key;
+use dv_aggregator::spec::selection::is_aggregator;
+use dv_aggregator::spec::signing::selection_proof_signing_root;
+use dv_aggregator::spec::ChainSpec;
 use futures_util::StreamExt;
 use lodestar::{DevChain, DevChainOptions};
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 /// Bound on waiting for a head event: a few 2-second slots.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -24,13 +32,23 @@ const GENESIS_TIME: std::ops::Range<usize> = 0..8;
 const GENESIS_VALIDATORS_ROOT: std::ops::Range<usize> = 8..40;
 const SLOT: std::ops::Range<usize> = 40..48;
 
-async fn start_proxy(chain: &DevChain) -> SocketAddr {
-    let config = ProxyConfig::new(chain.rest_url.parse().unwrap());
-    let filter = proxy_filter(config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(filter).incoming(listener).run());
-    addr
+/// The sidecar in front of the chain, configured from the node's own
+/// `GET /eth/v1/config/spec`.
+async fn start_sidecar(chain: &DevChain) -> Sidecar {
+    let node = BeaconNodeClient::new(&chain.rest_url).unwrap();
+    let config = serde_json::json!({ "data": node.config_spec().await.unwrap() });
+    let spec = ChainSpec::from_config_spec_json(&config.to_string()).expect("Lodestar's config");
+    assert_eq!(spec.seconds_per_slot, chain.options.seconds_per_slot);
+    Sidecar::start(SidecarConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source: SidecarSource::BeaconNode {
+            url: chain.rest_url.clone(),
+        },
+        spec,
+        limits: Limits::default(),
+    })
+    .await
+    .unwrap()
 }
 
 /// The same request to the node directly and through the proxy.
@@ -86,11 +104,11 @@ async fn proxy_in_front_of_lodestar() {
     let Some(chain) = DevChain::start(DevChainOptions::default()).await else {
         return;
     };
-    let proxy = start_proxy(&chain).await;
+    let sidecar = start_sidecar(&chain).await;
     let both = Both {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         direct: chain.rest_url.clone(),
-        proxied: format!("http://{proxy}"),
+        proxied: format!("http://{}", sidecar.addr()),
     };
 
     // An ordinary JSON call answers the same both ways.
@@ -103,6 +121,99 @@ async fn proxy_in_front_of_lodestar() {
 
     ssz_states_pass_byte_exact(&chain, &both).await;
     head_events_stream_through(&chain, &both).await;
+    let epoch = loads_the_head_state(&chain, &sidecar).await;
+    answers_is_aggregator_as_the_spec(&chain, &sidecar, epoch).await;
+    follows_the_head_into_the_next_epoch(&chain, &sidecar, epoch).await;
+}
+
+/// Bound on waiting for the sidecar's state: two epochs of 8 two-second slots.
+const STATE_WAIT: Duration = Duration::from_secs(40);
+
+async fn wait_for_state(sidecar: &Sidecar, chain: &DevChain, after_epoch: Option<u64>) -> u64 {
+    let deadline = tokio::time::Instant::now() + STATE_WAIT;
+    loop {
+        if let Ok(loaded) = sidecar.backend().loaded() {
+            let epoch = loaded.state.get_current_epoch();
+            if after_epoch.is_none_or(|after| epoch > after) {
+                return epoch;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sidecar state not loaded (after epoch {after_epoch:?}) within {STATE_WAIT:?}; log:\n{}",
+            chain.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The sidecar decodes the node's head state: this chain's genesis, 64 validators.
+async fn loads_the_head_state(chain: &DevChain, sidecar: &Sidecar) -> u64 {
+    let epoch = wait_for_state(sidecar, chain, None).await;
+    let loaded = sidecar.backend().loaded().unwrap();
+    assert_eq!(loaded.state.genesis_time(), chain.genesis.genesis_time);
+    assert_eq!(
+        format!("{:#x}", loaded.state.genesis_validators_root()),
+        chain.genesis.genesis_validators_root
+    );
+    assert_eq!(
+        loaded.state.validators().len() as u64,
+        chain.options.genesis_validators
+    );
+    epoch
+}
+
+/// Every validator's duty of the state's current epoch, asked with its real
+/// selection proof: the sidecar's answer equals the spec's decision on the
+/// committee length that Lodestar itself reports in the duty.
+async fn answers_is_aggregator_as_the_spec(chain: &DevChain, sidecar: &Sidecar, epoch: u64) {
+    let client = BeaconNodeClient::new(&format!("http://{}", sidecar.addr())).unwrap();
+    let indices: Vec<u64> = (0..chain.options.genesis_validators).collect();
+    // Through the sidecar's proxy: Lodestar answers the duties.
+    let duties = client.attester_duties(epoch, &indices).await.unwrap();
+    assert_eq!(duties.data.len(), indices.len());
+    let loaded = sidecar.backend().loaded().unwrap();
+    let preset = loaded.state.preset().clone();
+    let mut items = Vec::new();
+    let mut expected = Vec::new();
+    for duty in &duties.data {
+        let root = selection_proof_signing_root(
+            duty.slot,
+            &loaded.state.fork(),
+            loaded.state.genesis_validators_root(),
+            &preset,
+        );
+        let proof = interop_secret_key(duty.validator_index).sign(root.as_slice());
+        expected.push(is_aggregator(
+            duty.committee_length,
+            &proof.to_bytes(),
+            &preset,
+        ));
+        items.push(IsAggregatorRequestItem {
+            validator_index: duty.validator_index,
+            committee_index: duty.committee_index,
+            committees_at_slot: duty.committees_at_slot,
+            slot: duty.slot,
+            slot_signature: SignatureBytes(proof.to_bytes()),
+        });
+    }
+    let answers = client.is_aggregator(&items).await.unwrap();
+    assert_eq!(answers, expected);
+    // A proof by the wrong key is refused, naming the item.
+    let mut forged = items[..2].to_vec();
+    forged[1].slot_signature = forged[0].slot_signature.clone();
+    let error = client.is_aggregator(&forged).await.unwrap_err();
+    assert_eq!(error.status(), Some(400), "{error}");
+    assert_eq!(error.failures().len(), 1, "{error}");
+    assert_eq!(error.failures()[0].index, 1, "{error}");
+}
+
+/// When the head enters the next epoch, the sidecar fetches the new state.
+async fn follows_the_head_into_the_next_epoch(chain: &DevChain, sidecar: &Sidecar, epoch: u64) {
+    let next = wait_for_state(sidecar, chain, Some(epoch)).await;
+    assert!(next > epoch);
+    let loaded = sidecar.backend().loaded().unwrap();
+    assert!(loaded.committees.for_epoch(next + 1).is_ok());
 }
 
 /// SSZ states: a fixed state (genesis, and the one at the head's slot) is the

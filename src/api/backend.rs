@@ -80,10 +80,10 @@ pub trait SelectionBackend: Send + Sync {
     /// if the registry has no such validator.
     fn validator_pubkey(&self, index: ValidatorIndex) -> Option<PublicKey>;
 
-    /// The slot of the backend's state (or the wall-clock slot); `None` while
-    /// the backend has no state, which the endpoint answers with 503 before it
-    /// reads the request body.
-    fn current_slot(&self) -> Option<Slot>;
+    /// The slot of the backend's state (or the wall-clock slot), or
+    /// [`BackendError::NotReady`] saying why the backend has no state; the
+    /// endpoint answers that with 503 before it reads the request body.
+    fn current_slot(&self) -> Result<Slot, BackendError>;
 
     /// The preset (`SLOTS_PER_EPOCH`, `TARGET_AGGREGATORS_PER_COMMITTEE`) of
     /// the backend's chain.

@@ -18,9 +18,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::backend::SelectionBackend;
+use super::backend::{BackendError, SelectionBackend};
 use super::error::{error_response, ApiError, ItemError};
-use super::selection::{answer_parsed, NOT_READY_MESSAGE};
+use super::selection::answer_parsed;
 use super::types::{ErrorMessage, GenericResponse, IsAggregatorRequestItem};
 
 /// Bounds on one `is_aggregator` request.
@@ -165,8 +165,11 @@ where
     B: Buf,
 {
     // Cheap refusals first, before a large body is read.
-    if backend.current_slot().is_none() {
-        return Err(ApiError::NotReady(NOT_READY_MESSAGE.to_string()));
+    if let Err(error) = backend.current_slot() {
+        return Err(match error {
+            BackendError::NotReady(message) => ApiError::NotReady(message),
+            other => ApiError::Internal(other.to_string()),
+        });
     }
     check_json_content_type(content_type.as_deref())?;
     if content_length.is_some_and(|length| length > limits.max_body_bytes) {

@@ -13,9 +13,6 @@ use crate::spec::selection::is_aggregator;
 use crate::spec::signing::selection_proof_signing_root;
 use crate::spec::{Root, Slot};
 
-/// Message of the 503 answer while the backend has no state.
-pub const NOT_READY_MESSAGE: &str = "no beacon state loaded yet; try again later";
-
 /// Answers an `is_aggregator` request: one boolean per item, in request
 /// order, or every bad item named by its index.
 pub fn answer_is_aggregator(

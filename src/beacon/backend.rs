@@ -8,8 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::api::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
 use crate::crypto::PublicKey;
-use crate::spec::{ChainSpec, CommitteeIndex, Preset, Slot, ValidatorIndex};
-use crate::state::committee_cache::CommitteeCache;
+use crate::spec::{ChainSpec, Preset, Slot, ValidatorIndex};
 use crate::state::epoch_caches::{EpochCommittees, EpochCommitteesError};
 use crate::state::BeaconState;
 
@@ -28,12 +27,6 @@ impl LoadedState {
     pub fn new(state: BeaconState) -> Result<Self, EpochCommitteesError> {
         let committees = EpochCommittees::from_state(&state)?;
         Ok(LoadedState { state, committees })
-    }
-}
-
-impl BeaconCommittees for CommitteeCache {
-    fn get_beacon_committee(&self, slot: Slot, index: CommitteeIndex) -> Option<&[ValidatorIndex]> {
-        CommitteeCache::get_beacon_committee(self, slot, index).ok()
     }
 }
 
@@ -126,10 +119,13 @@ impl StateBackend {
 impl SelectionBackend for StateBackend {
     fn selection_context(&self, slot: Slot) -> Result<SlotContext, BackendError> {
         let loaded = self.loaded()?;
-        let cache = loaded.committees.for_slot(slot).map_err(|_| BackendError::SlotOutOfRange {
-            slot,
-            state_epoch: loaded.state.get_current_epoch(),
-        })?;
+        let cache = loaded
+            .committees
+            .for_slot(slot)
+            .map_err(|_| BackendError::SlotOutOfRange {
+                slot,
+                state_epoch: loaded.state.get_current_epoch(),
+            })?;
         Ok(SlotContext {
             committees_per_slot: cache.committees_per_slot(),
             committees: Arc::clone(cache) as Arc<dyn BeaconCommittees>,
@@ -148,8 +144,8 @@ impl SelectionBackend for StateBackend {
         Some(pubkey)
     }
 
-    fn current_slot(&self) -> Option<Slot> {
-        self.loaded().ok().map(|loaded| loaded.state.slot())
+    fn current_slot(&self) -> Result<Slot, BackendError> {
+        self.loaded().map(|loaded| loaded.state.slot())
     }
 
     fn preset(&self) -> &Preset {

@@ -1,0 +1,184 @@
+//! The sidecar: a server that adds the extension routes to a beacon node.
+//!
+//! In front of an upstream node (`--beacon-node`) it serves
+//! `POST /eth/v1/validator/is_aggregator` from the upstream's head state
+//! (followed per epoch), answers the two standard selection routes 501, and
+//! reverse-proxies every other request unchanged. On a state file (`--state`)
+//! it serves the same extension routes plus the read-only Beacon API that the
+//! state determines, with no upstream at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tracing::info;
+use warp::Filter;
+
+use super::backend::StateBackend;
+use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
+use super::source::{follow_upstream, load_state_file, FollowConfig, SourceError};
+use super::state_api::state_api_routes;
+use crate::api::client::BeaconNodeClient;
+use crate::api::filters::{is_aggregator_routes_with_limits, selections_not_implemented, Limits};
+use crate::api::{ClientError, SelectionBackend};
+use crate::spec::{ChainSpec, ForkName};
+
+/// What the sidecar answers from.
+#[derive(Debug, Clone)]
+pub enum SidecarSource {
+    /// A raw-SSZ state file, loaded once; the fork may be given.
+    StateFile {
+        path: PathBuf,
+        fork: Option<ForkName>,
+    },
+    /// An upstream beacon node, followed and proxied.
+    BeaconNode { url: String },
+}
+
+/// Everything [`Sidecar::start`] needs.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    pub source: SidecarSource,
+    /// The chain's configuration (preset and fork versions).
+    pub spec: ChainSpec,
+    /// Bounds on `is_aggregator` requests.
+    pub limits: Limits,
+}
+
+/// Errors of starting the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("upstream beacon node URL {url:?} is not a URL: {reason}")]
+    BadUpstream { url: String, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// A running sidecar; dropping it stops the server and the follower.
+pub struct Sidecar {
+    addr: SocketAddr,
+    backend: Arc<StateBackend>,
+    /// The follower (with an upstream), then the server.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sidecar {
+    /// Loads the state (file mode) or starts following the upstream, binds
+    /// and serves. Must run inside a tokio runtime.
+    pub async fn start(config: SidecarConfig) -> Result<Self, SidecarError> {
+        let spec = Arc::new(config.spec);
+        let mut tasks = Vec::new();
+        let backend = match &config.source {
+            SidecarSource::StateFile { path, fork } => {
+                let backend = Arc::new(StateBackend::new(Arc::clone(&spec), "not loaded"));
+                let (path, fork, load_spec) = (path.clone(), *fork, Arc::clone(&spec));
+                let loaded =
+                    tokio::task::spawn_blocking(move || load_state_file(&path, &load_spec, fork))
+                        .await
+                        .map_err(|e| SourceError::Interrupted(e.to_string()))??;
+                info!(
+                    slot = loaded.state.slot(),
+                    fork = %loaded.state.fork_name(),
+                    validators = loaded.state.validators().len(),
+                    "loaded the state file"
+                );
+                backend.set_state(loaded);
+                backend
+            }
+            SidecarSource::BeaconNode { url } => {
+                let backend = Arc::new(StateBackend::new(
+                    Arc::clone(&spec),
+                    format!("waiting for the head state of {url}"),
+                ));
+                let client = BeaconNodeClient::new(url)?;
+                let follow =
+                    follow_upstream(Arc::clone(&backend), client, FollowConfig::for_spec(&spec));
+                tasks.push(tokio::spawn(follow));
+                backend
+            }
+        };
+        let selection: Arc<dyn SelectionBackend> = backend.clone();
+        let extension = is_aggregator_routes_with_limits(selection, config.limits)
+            .or(selections_not_implemented())
+            .unify();
+        let (addr, server) = match &config.source {
+            SidecarSource::StateFile { .. } => {
+                let routes = extension.or(state_api_routes(Arc::clone(&backend))).unify();
+                bind(routes, config.listen).await?
+            }
+            SidecarSource::BeaconNode { url } => {
+                let upstream = reqwest::Url::parse(url).map_err(|e| SidecarError::BadUpstream {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+                let routes = extension
+                    .or(proxy_filter(ProxyConfig::new(upstream))?)
+                    .unify();
+                bind(routes, config.listen).await?
+            }
+        };
+        tasks.push(tokio::spawn(server));
+        info!(%addr, "sidecar listening");
+        Ok(Sidecar {
+            addr,
+            backend,
+            tasks,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state the routes answer from.
+    pub fn backend(&self) -> &Arc<StateBackend> {
+        &self.backend
+    }
+
+    /// Serves until the process is stopped.
+    pub async fn run_until_stopped(mut self) {
+        if let Some(server) = self.tasks.pop() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+type Server = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn bind<F>(routes: F, listen: SocketAddr) -> Result<(SocketAddr, Server), SidecarError>
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let bind_error = |e: std::io::Error| SidecarError::Bind {
+        addr: listen,
+        reason: e.to_string(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let routes = routes.recover(crate::api::filters::recover);
+    Ok((addr, Box::pin(warp::serve(routes).incoming(listener).run())))
+}
