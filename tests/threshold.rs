@@ -553,3 +553,33 @@ fn batch_of_swapped_signatures_fails() {
     assert!(!verify_signature_sets(&swapped));
     assert_eq!(find_invalid(&swapped), vec![0, 1]);
 }
+
+#[test]
+fn batch_of_distinct_messages_names_the_bad_item() {
+    let keys: Vec<SecretKey> = (0..5).map(|_| SecretKey::random()).collect();
+    let pubkeys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+    let messages: Vec<[u8; 32]> = (0..5u8).map(|n| [n; 32]).collect();
+    let mut signatures: Vec<Signature> =
+        keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    let batch = |signatures: &[Signature]| -> bool {
+        let sets: Vec<SignatureSet> = (0..5)
+            .map(|i| SignatureSet {
+                pubkey: &pubkeys[i],
+                message: messages[i],
+                signature: &signatures[i],
+            })
+            .collect();
+        verify_signature_sets(&sets)
+    };
+    assert!(batch(&signatures));
+    signatures[2] = keys[2].sign(&messages[3]);
+    assert!(!batch(&signatures));
+    let sets: Vec<SignatureSet> = (0..5)
+        .map(|i| SignatureSet {
+            pubkey: &pubkeys[i],
+            message: messages[i],
+            signature: &signatures[i],
+        })
+        .collect();
+    assert_eq!(find_invalid(&sets), vec![2]);
+}
