@@ -291,7 +291,7 @@ fn oracle_corrupted_partials() {
                     outcome.unwrap_err(),
                     ThresholdError::InvalidPartials {
                         indices: vec![corrupted.index],
-                        recovered: Some(expected_recovered)
+                        recovered: Some(Box::new(expected_recovered))
                     },
                     "{name}"
                 );
@@ -387,16 +387,23 @@ proptest! {
     }
 }
 
-fn sample_partials() -> (SecretKey, Vec<(u64, SecretKey)>, Vec<(u64, Signature)>) {
+/// A fresh 3-of-4 sharing and every share's partial signature of `b"m"`.
+struct Sample {
+    group: SecretKey,
+    shares: Vec<(u64, SecretKey)>,
+    partials: Vec<(u64, Signature)>,
+}
+
+fn sample_partials() -> Sample {
     let group = SecretKey::random();
     let shares = split_secret(&group, 3, 4).unwrap();
     let partials = shares.iter().map(|(i, s)| (*i, s.sign(b"m"))).collect();
-    (group, shares, partials)
+    Sample { group, shares, partials }
 }
 
 #[test]
 fn errors_name_the_culprit() {
-    let (group, shares, partials) = sample_partials();
+    let Sample { group, shares, partials } = sample_partials();
     let mut duplicate = partials.clone();
     duplicate[2].0 = 1;
     assert_eq!(
@@ -465,7 +472,7 @@ fn errors_name_the_culprit() {
 
 #[test]
 fn fast_path_reports_unknown_shares_and_mismatched_keys() {
-    let (group, shares, partials) = sample_partials();
+    let Sample { group, shares, partials } = sample_partials();
     let pubshares: HashMap<u64, PublicKey> =
         shares.iter().map(|(i, s)| (*i, s.public_key())).collect();
     let group_pubkey = group.public_key();

@@ -10,11 +10,7 @@ pub fn mean_ns(id: &str) -> Option<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target
-        .join("criterion")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
+    let path = target.join("criterion").join(id).join("new").join("estimates.json");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     json["mean"]["point_estimate"].as_f64()
 }

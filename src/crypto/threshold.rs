@@ -85,7 +85,7 @@ pub enum ThresholdError {
         /// Every share index whose partial failed verification.
         indices: Vec<u64>,
         /// The group signature combined from honest partials, if enough remain.
-        recovered: Option<Signature>,
+        recovered: Option<Box<Signature>>,
     },
     /// Every partial verifies but their combination does not verify against the
     /// group key: the public key shares do not belong to that group key.
@@ -232,12 +232,11 @@ pub fn combine_and_verify(
     if combined.verify(group_pubkey, message) {
         return Ok(combined);
     }
-    let (honest, bad): (Vec<(u64, Signature)>, Vec<(u64, Signature)>) =
-        partials.iter().partition(|(index, partial)| {
-            pubshares
-                .get(index)
-                .is_some_and(|pubshare| partial.verify(pubshare, message))
-        });
+    let (honest, bad): (Vec<_>, Vec<_>) = partials.iter().copied().partition(|(index, partial)| {
+        pubshares
+            .get(index)
+            .is_some_and(|pubshare| partial.verify(pubshare, message))
+    });
     let group_key_mismatch = |chosen: &[(u64, Signature)]| ThresholdError::GroupKeyMismatch {
         indices: indices_of(
             chosen
@@ -250,7 +249,7 @@ pub fn combine_and_verify(
         return Err(group_key_mismatch(partials));
     }
     let recovered = match combine_signatures(&honest, threshold) {
-        Ok(signature) if signature.verify(group_pubkey, message) => Some(signature),
+        Ok(signature) if signature.verify(group_pubkey, message) => Some(Box::new(signature)),
         Ok(_) => return Err(group_key_mismatch(&honest)),
         Err(ThresholdError::NotEnoughShares { .. }) => None,
         Err(other) => return Err(other),
