@@ -168,13 +168,8 @@ pub fn recover_public_key(
     shares: &[(u64, PublicKey)],
     threshold: u64,
 ) -> Result<PublicKey, ThresholdError> {
-    let chosen = first_threshold(shares, threshold)?;
-    let points: Vec<(u64, min_pk::PublicKey)> = chosen
-        .iter()
-        .map(|(index, key)| (*index, *key.as_blst()))
-        .collect();
-    let indices = indices_of(chosen);
-    PublicKey::from_point(interpolate_at_zero(&points)?).ok_or(ThresholdError::Infinity { indices })
+    let (point, indices) = interpolate_first(shares, threshold, |key| *key.as_blst())?;
+    PublicKey::from_point(point).ok_or(ThresholdError::Infinity { indices })
 }
 
 /// Combines the first `threshold` partial signatures (in the order given) into
@@ -185,16 +180,10 @@ pub fn combine_signatures(
     partials: &[(u64, Signature)],
     threshold: u64,
 ) -> Result<Signature, ThresholdError> {
-    let chosen = first_threshold(partials, threshold)?;
-    let points: Vec<(u64, min_pk::Signature)> = chosen
-        .iter()
-        .map(|(index, sig)| (*index, *sig.as_blst()))
-        .collect();
-    let combined = Signature::from_point(interpolate_at_zero(&points)?);
+    let (point, indices) = interpolate_first(partials, threshold, |sig| *sig.as_blst())?;
+    let combined = Signature::from_point(point);
     if combined.is_infinity() {
-        return Err(ThresholdError::Infinity {
-            indices: indices_of(chosen),
-        });
+        return Err(ThresholdError::Infinity { indices });
     }
     Ok(combined)
 }
@@ -370,42 +359,64 @@ trait GroupPoint: Copy {
     fn negate(&self) -> Self;
 }
 
-impl GroupPoint for min_pk::Signature {
-    fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
-        points.mult(scalars, nbits).to_signature()
-    }
+/// Implements [`GroupPoint`] for a blst min_pk point type, given its blst
+/// affine and projective types, their conversions and negation, and the
+/// conversion of blst's aggregate back to the point type.
+macro_rules! impl_group_point {
+    ($point:ty, $affine:ty, $projective:ty, $from_affine:path, $cneg:path, $to_affine:path, $from_aggregate:ident) => {
+        impl GroupPoint for $point {
+            fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
+                points.mult(scalars, nbits).$from_aggregate()
+            }
 
-    fn negate(&self) -> Self {
-        let affine: &blst::blst_p2_affine = self.into();
-        let mut point = blst::blst_p2::default();
-        let mut negated = blst::blst_p2_affine::default();
-        // SAFETY: every pointer refers to a valid, initialised point.
-        unsafe {
-            blst::blst_p2_from_affine(&mut point, affine);
-            blst::blst_p2_cneg(&mut point, true);
-            blst::blst_p2_to_affine(&mut negated, &point);
+            fn negate(&self) -> Self {
+                let affine: &$affine = self.into();
+                let mut point = <$projective>::default();
+                let mut negated = <$affine>::default();
+                // SAFETY: every pointer refers to a valid, initialised point.
+                unsafe {
+                    $from_affine(&mut point, affine);
+                    $cneg(&mut point, true);
+                    $to_affine(&mut negated, &point);
+                }
+                negated.into()
+            }
         }
-        negated.into()
-    }
+    };
 }
 
-impl GroupPoint for min_pk::PublicKey {
-    fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
-        points.mult(scalars, nbits).to_public_key()
-    }
+impl_group_point!(
+    min_pk::Signature,
+    blst::blst_p2_affine,
+    blst::blst_p2,
+    blst::blst_p2_from_affine,
+    blst::blst_p2_cneg,
+    blst::blst_p2_to_affine,
+    to_signature
+);
+impl_group_point!(
+    min_pk::PublicKey,
+    blst::blst_p1_affine,
+    blst::blst_p1,
+    blst::blst_p1_from_affine,
+    blst::blst_p1_cneg,
+    blst::blst_p1_to_affine,
+    to_public_key
+);
 
-    fn negate(&self) -> Self {
-        let affine: &blst::blst_p1_affine = self.into();
-        let mut point = blst::blst_p1::default();
-        let mut negated = blst::blst_p1_affine::default();
-        // SAFETY: every pointer refers to a valid, initialised point.
-        unsafe {
-            blst::blst_p1_from_affine(&mut point, affine);
-            blst::blst_p1_cneg(&mut point, true);
-            blst::blst_p1_to_affine(&mut negated, &point);
-        }
-        negated.into()
-    }
+/// Interpolates at 0 the points of the first `threshold` items (all indices
+/// validated); also returns the indices used.
+fn interpolate_first<T, P: GroupPoint>(
+    items: &[(u64, T)],
+    threshold: u64,
+    point_of: impl Fn(&T) -> P,
+) -> Result<(P, Vec<u64>), ThresholdError> {
+    let chosen = first_threshold(items, threshold)?;
+    let points: Vec<(u64, P)> = chosen
+        .iter()
+        .map(|(index, item)| (*index, point_of(item)))
+        .collect();
+    Ok((interpolate_at_zero(&points)?, indices_of(chosen)))
 }
 
 /// `Σ λ_i · P_i` at x = 0 for distinct, validated, non-empty indices.
