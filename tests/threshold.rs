@@ -594,3 +594,29 @@ fn batch_of_swapped_signatures_fails() {
     assert!(!verify_signature_sets(&swapped));
     assert_eq!(find_invalid(&swapped), vec![0, 1]);
 }
+
+#[test]
+fn fast_path_treats_cancelling_partials_as_bad() {
+    // 2-of-3: {1, 2} weighs 2, -1, so σ_2 = 2·σ_1 makes the first two cancel.
+    let group = SecretKey::random();
+    let shares = split_secret(&group, 2, 3).unwrap();
+    let pubshares: HashMap<u64, PublicKey> =
+        shares.iter().map(|(i, s)| (*i, s.public_key())).collect();
+    let partial = |k: usize| shares[k].1.sign(b"m");
+    let doubled = dv_aggregator::crypto::aggregate_signatures(&[partial(0), partial(0)]).unwrap();
+    let partials = [(1, partial(0)), (2, doubled), (3, partial(2))];
+    assert_eq!(
+        combine_and_verify(&group.public_key(), b"m", &partials, &pubshares, 2).unwrap_err(),
+        ThresholdError::InvalidPartials {
+            indices: vec![2],
+            recovered: Some(Box::new(group.sign(b"m")))
+        }
+    );
+    assert_eq!(
+        combine_signatures(&partials, 0).unwrap_err(),
+        ThresholdError::InvalidThreshold {
+            threshold: 0,
+            total: 3
+        }
+    );
+}

@@ -25,7 +25,8 @@ pub const MAX_SHARES: u64 = 1024;
 /// Why a threshold operation failed, naming the culprit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ThresholdError {
-    /// The threshold is outside `2..=total` (split) or `1..=MAX_SHARES` (combine).
+    /// The threshold is outside `2..=total` (split) or `1..=MAX_SHARES` (combine,
+    /// where `total` is the number of shares given).
     #[error("threshold {threshold} is not valid for {total} shares")]
     InvalidThreshold {
         /// The requested threshold t.
@@ -217,9 +218,11 @@ pub fn combine_and_verify(
     {
         return Err(ThresholdError::UnknownShare { index: *index });
     }
-    let combined = combine_signatures(partials, threshold)?;
-    if combined.verify(group_pubkey, message) {
-        return Ok(combined);
+    match combine_signatures(partials, threshold) {
+        Ok(combined) if combined.verify(group_pubkey, message) => return Ok(combined),
+        // Partials crafted to cancel out are as bad as ones that do not verify.
+        Ok(_) | Err(ThresholdError::Infinity { .. }) => {}
+        Err(other) => return Err(other),
     }
     let (honest, bad): (Vec<_>, Vec<_>) = partials.iter().copied().partition(|(index, partial)| {
         pubshares
@@ -290,7 +293,7 @@ fn first_threshold<T>(items: &[(u64, T)], threshold: u64) -> Result<&[(u64, T)],
     if threshold == 0 || threshold > MAX_SHARES {
         return Err(ThresholdError::InvalidThreshold {
             threshold,
-            total: MAX_SHARES,
+            total: u64::try_from(items.len()).unwrap_or(u64::MAX),
         });
     }
     check_indices(items.iter().map(|(index, _)| *index))?;
