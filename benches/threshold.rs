@@ -71,6 +71,9 @@ fn bench_threshold(c: &mut Criterion) {
         group.bench_function("verify", |b| {
             b.iter(|| assert!(black_box(&signature).verify(&pubkey, &MESSAGE)))
         });
+        group.bench_function("combine", |b| {
+            b.iter(|| combine_signatures(black_box(&cluster.partials), threshold))
+        });
         group.bench_function("naive", |b| b.iter(|| black_box(cluster.naive())));
         group.bench_function("fast", |b| b.iter(|| black_box(cluster.fast())));
         group.finish();
@@ -143,6 +146,7 @@ fn report(_: &mut Criterion) {
         let unit = format!("{group}/verify");
         print_in_verifications(&baseline, 1, &unit, 1);
         print_in_verifications(&candidate, 1, &unit, 1);
+        print_in_verifications(&format!("{group}/combine"), 1, &unit, 1);
     }
     for group in ["batch_distinct", "batch_same_message"] {
         let (baseline, candidate) = (format!("{group}/one_by_one"), format!("{group}/batch"));
