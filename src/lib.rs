@@ -16,6 +16,7 @@
 //!   signatures and EIP-2335 keystores.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
 
+pub mod api;
 pub mod cluster;
 pub mod crypto;
 pub mod spec;

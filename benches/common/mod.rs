@@ -28,3 +28,17 @@ pub fn print_ratio(label: &str, baseline_id: &str, candidate_id: &str) {
         _ => println!("ratio {label}: not measured (need both {baseline_id} and {candidate_id})"),
     }
 }
+
+/// Prints `overhead <label>: <(candidate - baseline) / baseline>`: how much the
+/// candidate adds, in units of the baseline it contains.
+pub fn print_overhead(label: &str, baseline_id: &str, candidate_id: &str) {
+    match (mean_ns(baseline_id), mean_ns(candidate_id)) {
+        (Some(baseline), Some(candidate)) if baseline > 0.0 => println!(
+            "overhead {label}: {:.2}x the baseline ({baseline_id} {:.3} ms, {candidate_id} {:.3} ms)",
+            (candidate - baseline) / baseline,
+            baseline / 1e6,
+            candidate / 1e6
+        ),
+        _ => println!("overhead {label}: not measured (need both {baseline_id} and {candidate_id})"),
+    }
+}

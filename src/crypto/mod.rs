@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod bls;
 pub mod interop;
+pub mod keystore;
 pub mod threshold;
 
 pub use bls::{aggregate_signatures, CryptoError, PublicKey, SecretKey, Signature};

@@ -148,13 +148,18 @@ impl ChainSpec {
             .map(|(name, _, _)| *name)
     }
 
-    /// The version of `fork` in this configuration.
-    pub fn fork_version(&self, fork: ForkName) -> Version {
+    /// `GENESIS_FORK_VERSION`.
+    pub fn genesis_fork_version(&self) -> Version {
+        // Every constructor lists phase0 first.
+        self.forks.first().map(|(_, version, _)| *version).unwrap_or_default()
+    }
+
+    /// The version and activation epoch of `fork` in this configuration.
+    pub fn fork_schedule(&self, fork: ForkName) -> Option<(Version, Epoch)> {
         self.forks
             .iter()
             .find(|(name, _, _)| *name == fork)
-            .map(|(_, version, _)| *version)
-            .unwrap_or_default()
+            .map(|(_, version, epoch)| (*version, *epoch))
     }
 }
 
@@ -163,6 +168,329 @@ impl ChainSpec {
 pub enum ConfigError {
     #[error("unknown preset {0:?}: expected mainnet or minimal")]
     UnknownPreset(String),
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config has no {0}")]
+    MissingKey(&'static str),
+    #[error("config value {key}: {value:?} is not {expected}")]
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("config line {line}: {text:?} is not `KEY: value`")]
+    BadLine { line: usize, text: String },
+    #[error("config JSON is not the body of GET /eth/v1/config/spec: {0}")]
+    BadJson(String),
+    #[error("config of {0} bytes is larger than the {MAX_CONFIG_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+/// The largest config file or JSON body accepted (real ones are under 10 KiB).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+impl PresetName {
+    /// Parses `mainnet` or `minimal`.
+    pub fn parse(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "mainnet" => Ok(PresetName::Mainnet),
+            "minimal" => Ok(PresetName::Minimal),
+            other => Err(ConfigError::UnknownPreset(other.to_string())),
+        }
+    }
+
+    /// The preset's constants.
+    pub fn preset(self) -> Preset {
+        match self {
+            PresetName::Mainnet => Preset::mainnet(),
+            PresetName::Minimal => Preset::minimal(),
+        }
+    }
+
+    /// `mainnet` or `minimal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresetName::Mainnet => "mainnet",
+            PresetName::Minimal => "minimal",
+        }
+    }
+}
+
+impl std::fmt::Display for PresetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ForkName {
+    /// Every fork, oldest first.
+    pub const ALL: [ForkName; 7] = [
+        ForkName::Phase0,
+        ForkName::Altair,
+        ForkName::Bellatrix,
+        ForkName::Capella,
+        ForkName::Deneb,
+        ForkName::Electra,
+        ForkName::Fulu,
+    ];
+
+    /// The lower-case name the specs and the Beacon API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForkName::Phase0 => "phase0",
+            ForkName::Altair => "altair",
+            ForkName::Bellatrix => "bellatrix",
+            ForkName::Capella => "capella",
+            ForkName::Deneb => "deneb",
+            ForkName::Electra => "electra",
+            ForkName::Fulu => "fulu",
+        }
+    }
+
+    /// Parses a lower-case fork name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|fork| fork.as_str() == name)
+    }
+
+    /// The config keys of this fork's version and epoch (phase0 has no epoch key).
+    fn config_keys(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ForkName::Phase0 => ("GENESIS_FORK_VERSION", None),
+            ForkName::Altair => ("ALTAIR_FORK_VERSION", Some("ALTAIR_FORK_EPOCH")),
+            ForkName::Bellatrix => ("BELLATRIX_FORK_VERSION", Some("BELLATRIX_FORK_EPOCH")),
+            ForkName::Capella => ("CAPELLA_FORK_VERSION", Some("CAPELLA_FORK_EPOCH")),
+            ForkName::Deneb => ("DENEB_FORK_VERSION", Some("DENEB_FORK_EPOCH")),
+            ForkName::Electra => ("ELECTRA_FORK_VERSION", Some("ELECTRA_FORK_EPOCH")),
+            ForkName::Fulu => ("FULU_FORK_VERSION", Some("FULU_FORK_EPOCH")),
+        }
+    }
+}
+
+impl std::fmt::Display for ForkName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A flat `KEY -> value` view of a config, whichever format it came in.
+type ConfigMap = std::collections::BTreeMap<String, String>;
+
+impl ChainSpec {
+    /// The spec of a named preset's own network (`mainnet` or `minimal`).
+    pub fn from_preset_name(name: &str) -> Result<Self, ConfigError> {
+        Ok(match PresetName::parse(name)? {
+            PresetName::Mainnet => Self::mainnet(),
+            PresetName::Minimal => Self::minimal(),
+        })
+    }
+
+    /// Loads a standard consensus-specs `config.yaml` (flat `KEY: value` lines).
+    pub fn from_config_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_config_map(&parse_config_yaml(text)?)
+    }
+
+    /// Loads the JSON body of `GET /eth/v1/config/spec` (`{"data": {KEY: "value"}}`).
+    /// Preset values in it (e.g. `SLOTS_PER_EPOCH`) override the named preset's.
+    pub fn from_config_spec_json(text: &str) -> Result<Self, ConfigError> {
+        check_size(text)?;
+        #[derive(serde::Deserialize)]
+        struct Body {
+            data: std::collections::BTreeMap<String, serde_json::Value>,
+        }
+        let body: Body =
+            serde_json::from_str(text).map_err(|e| ConfigError::BadJson(e.to_string()))?;
+        let map = body
+            .data
+            .into_iter()
+            .filter_map(|(key, value)| match value {
+                serde_json::Value::String(s) => Some((key, s)),
+                serde_json::Value::Number(n) => Some((key, n.to_string())),
+                _ => None,
+            })
+            .collect();
+        Self::from_config_map(&map)
+    }
+
+    /// Loads a config file: JSON (`/eth/v1/config/spec` body) if it starts
+    /// with `{`, `config.yaml` otherwise.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if text.trim_start().starts_with('{') {
+            Self::from_config_spec_json(&text)
+        } else {
+            Self::from_config_yaml(&text)
+        }
+    }
+
+    fn from_config_map(map: &ConfigMap) -> Result<Self, ConfigError> {
+        let preset_base = map
+            .get("PRESET_BASE")
+            .ok_or(ConfigError::MissingKey("PRESET_BASE"))?;
+        let mut preset = PresetName::parse(preset_base)?.preset();
+        apply_preset_overrides(&mut preset, map)?;
+        let mut forks = Vec::with_capacity(ForkName::ALL.len());
+        for fork in ForkName::ALL {
+            let (version_key, epoch_key) = fork.config_keys();
+            let version = match map.get(version_key) {
+                Some(value) => parse_version(version_key, value)?,
+                None if fork == ForkName::Phase0 => {
+                    return Err(ConfigError::MissingKey("GENESIS_FORK_VERSION"))
+                }
+                // A config written before this fork existed: never scheduled.
+                None => [0xff, 0xff, 0xff, 0xff],
+            };
+            let epoch = match epoch_key.and_then(|key| map.get(key).map(|v| (key, v))) {
+                Some((key, value)) => parse_u64(key, value)?,
+                None if fork == ForkName::Phase0 => 0,
+                None => FAR_FUTURE_EPOCH,
+            };
+            forks.push((fork, version, epoch));
+        }
+        let seconds_per_slot = match map.get("SECONDS_PER_SLOT") {
+            Some(value) => parse_u64("SECONDS_PER_SLOT", value)?,
+            None => return Err(ConfigError::MissingKey("SECONDS_PER_SLOT")),
+        };
+        if seconds_per_slot == 0 {
+            return Err(ConfigError::BadValue {
+                key: "SECONDS_PER_SLOT".into(),
+                value: "0".into(),
+                expected: "a positive number of seconds",
+            });
+        }
+        Ok(ChainSpec {
+            config_name: map
+                .get("CONFIG_NAME")
+                .cloned()
+                .unwrap_or_else(|| preset_base.clone()),
+            preset,
+            seconds_per_slot,
+            forks,
+        })
+    }
+}
+
+fn check_size(text: &str) -> Result<(), ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge(text.len()));
+    }
+    Ok(())
+}
+
+/// `config.yaml` is flat `KEY: value` with comments; parsing it as text keeps
+/// `0x00000000` a 4-byte version instead of the integer a YAML 1.2 parser sees.
+fn parse_config_yaml(text: &str) -> Result<ConfigMap, ConfigError> {
+    check_size(text)?;
+    let mut map = ConfigMap::new();
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim_end();
+        // Nested values (e.g. the entries of BLOB_SCHEDULE) belong to keys this
+        // crate does not read.
+        if line.trim().is_empty() || line == "---" || line.starts_with([' ', '\t', '-']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(ConfigError::BadLine {
+                line: number + 1,
+                text: raw.to_string(),
+            });
+        };
+        let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+        map.insert(key.trim().to_string(), value.to_string());
+    }
+    Ok(map)
+}
+
+fn parse_u64(key: &str, value: &str) -> Result<u64, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: "an unsigned 64-bit integer",
+    })
+}
+
+fn parse_version(key: &str, value: &str) -> Result<Version, ConfigError> {
+    let bad = || ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: "a 4-byte 0x-hex version",
+    };
+    let hex_digits = value.strip_prefix("0x").ok_or_else(bad)?;
+    let bytes = hex::decode(hex_digits).map_err(|_| bad())?;
+    bytes.try_into().map_err(|_| bad())
+}
+
+/// Overrides preset constants that the config names (the Beacon API's
+/// `config/spec` lists the preset too; a devnet may change them).
+fn apply_preset_overrides(preset: &mut Preset, map: &ConfigMap) -> Result<(), ConfigError> {
+    let fields: [(&str, &mut u64); 13] = [
+        ("SLOTS_PER_EPOCH", &mut preset.SLOTS_PER_EPOCH),
+        (
+            "MAX_COMMITTEES_PER_SLOT",
+            &mut preset.MAX_COMMITTEES_PER_SLOT,
+        ),
+        ("TARGET_COMMITTEE_SIZE", &mut preset.TARGET_COMMITTEE_SIZE),
+        (
+            "TARGET_AGGREGATORS_PER_COMMITTEE",
+            &mut preset.TARGET_AGGREGATORS_PER_COMMITTEE,
+        ),
+        (
+            "EPOCHS_PER_HISTORICAL_VECTOR",
+            &mut preset.EPOCHS_PER_HISTORICAL_VECTOR,
+        ),
+        (
+            "EPOCHS_PER_SLASHINGS_VECTOR",
+            &mut preset.EPOCHS_PER_SLASHINGS_VECTOR,
+        ),
+        (
+            "SLOTS_PER_HISTORICAL_ROOT",
+            &mut preset.SLOTS_PER_HISTORICAL_ROOT,
+        ),
+        ("MIN_SEED_LOOKAHEAD", &mut preset.MIN_SEED_LOOKAHEAD),
+        (
+            "VALIDATOR_REGISTRY_LIMIT",
+            &mut preset.VALIDATOR_REGISTRY_LIMIT,
+        ),
+        ("SYNC_COMMITTEE_SIZE", &mut preset.SYNC_COMMITTEE_SIZE),
+        (
+            "SYNC_COMMITTEE_SUBNET_COUNT",
+            &mut preset.SYNC_COMMITTEE_SUBNET_COUNT,
+        ),
+        (
+            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
+            &mut preset.TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
+        ),
+        (
+            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD",
+            &mut preset.EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
+        ),
+    ];
+    for (key, field) in fields {
+        if let Some(value) = map.get(key) {
+            let parsed = parse_u64(key, value)?;
+            if parsed == 0 {
+                return Err(ConfigError::BadValue {
+                    key: key.to_string(),
+                    value: value.clone(),
+                    expected: "a positive integer",
+                });
+            }
+            *field = parsed;
+        }
+    }
+    if let Some(value) = map.get("SHUFFLE_ROUND_COUNT") {
+        preset.SHUFFLE_ROUND_COUNT = value.parse().map_err(|_| ConfigError::BadValue {
+            key: "SHUFFLE_ROUND_COUNT".into(),
+            value: value.clone(),
+            expected: "an integer from 0 to 255",
+        })?;
+    }
+    Ok(())
 }
 
 /// `DOMAIN_BEACON_ATTESTER`.
@@ -171,3 +499,77 @@ pub const DOMAIN_BEACON_ATTESTER: DomainType = [1, 0, 0, 0];
 pub const DOMAIN_SELECTION_PROOF: DomainType = [5, 0, 0, 0];
 /// `DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF`.
 pub const DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF: DomainType = [8, 0, 0, 0];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_yaml_of_mainnet_equals_the_built_in_mainnet() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/config/mainnet-config.yaml"
+        );
+        let loaded = ChainSpec::from_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(loaded, ChainSpec::mainnet());
+    }
+
+    #[test]
+    fn config_spec_json_overrides_preset_values() {
+        // The shape of GET /eth/v1/config/spec of a minimal devnet with 2-second slots.
+        let body = r#"{"data":{"PRESET_BASE":"minimal","CONFIG_NAME":"dev","SECONDS_PER_SLOT":"2",
+            "SLOTS_PER_EPOCH":"8","SHUFFLE_ROUND_COUNT":"10","GENESIS_FORK_VERSION":"0x00000001",
+            "ALTAIR_FORK_VERSION":"0x01000001","ALTAIR_FORK_EPOCH":"0",
+            "DOMAIN_SELECTION_PROOF":"0x05000000","BLOB_SCHEDULE":[]}}"#;
+        let spec = ChainSpec::from_config_spec_json(body).unwrap();
+        assert_eq!(spec.config_name, "dev");
+        assert_eq!(spec.seconds_per_slot, 2);
+        assert_eq!(spec.preset, Preset::minimal());
+        assert_eq!(
+            spec.fork_schedule(ForkName::Altair),
+            Some(([1, 0, 0, 1], 0))
+        );
+        assert_eq!(
+            spec.fork_schedule(ForkName::Capella).unwrap().1,
+            FAR_FUTURE_EPOCH
+        );
+        assert_eq!(
+            spec.fork_name_of_version(&[1, 0, 0, 1]),
+            Some(ForkName::Altair)
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_culprit() {
+        let missing = ChainSpec::from_config_yaml("CONFIG_NAME: x\n").unwrap_err();
+        assert_eq!(missing.to_string(), "config has no PRESET_BASE");
+        let preset = ChainSpec::from_config_yaml("PRESET_BASE: gnosis\n").unwrap_err();
+        assert!(preset.to_string().contains("\"gnosis\""), "{preset}");
+        let version = ChainSpec::from_config_yaml(
+            "PRESET_BASE: mainnet\nGENESIS_FORK_VERSION: 0x0000\nSECONDS_PER_SLOT: 12\n",
+        )
+        .unwrap_err();
+        assert!(
+            version.to_string().contains("GENESIS_FORK_VERSION"),
+            "{version}"
+        );
+        assert!(version.to_string().contains("4-byte"), "{version}");
+        let epoch = ChainSpec::from_config_yaml(
+            "PRESET_BASE: mainnet\nGENESIS_FORK_VERSION: 0x00000000\nALTAIR_FORK_EPOCH: soon\nSECONDS_PER_SLOT: 12\n",
+        )
+        .unwrap_err();
+        assert!(
+            epoch.to_string().contains("ALTAIR_FORK_EPOCH: \"soon\""),
+            "{epoch}"
+        );
+        let line = ChainSpec::from_config_yaml("PRESET_BASE mainnet\n").unwrap_err();
+        assert!(line.to_string().starts_with("config line 1"), "{line}");
+        let json = ChainSpec::from_config_spec_json("{\"data\": 3}").unwrap_err();
+        assert!(json.to_string().contains("config/spec"), "{json}");
+        let zero = ChainSpec::from_config_yaml(
+            "PRESET_BASE: minimal\nGENESIS_FORK_VERSION: 0x00000001\nSECONDS_PER_SLOT: 12\nSLOTS_PER_EPOCH: 0\n",
+        )
+        .unwrap_err();
+        assert!(zero.to_string().contains("SLOTS_PER_EPOCH"), "{zero}");
+    }
+}

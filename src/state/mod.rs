@@ -1,1 +1,377 @@
-//! TODO
+//! The SSZ `BeaconState` of every fork phase0..fulu on the mainnet and
+//! minimal presets, and the spec helpers that read it.
+//!
+//! - [`preset`]: the SSZ lengths of each preset as typenum types
+//!   ([`StatePreset`], [`Mainnet`], [`Minimal`]).
+//! - [`containers`]: the containers a state is made of ([`Validator`],
+//!   [`SyncCommittee`], execution payload headers, ...).
+//! - [`forks`]: one generic `BeaconState<Fork>` struct per fork and
+//!   [`ForkState`], the enum of them.
+//! - [`sync_committee`]: sync-committee positions and subcommittees.
+//! - [`shuffling`]: the swap-or-not shuffle, per index and whole list.
+//! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
+//! - [`epoch_caches`]: the committee caches of a state's previous, current and
+//!   next epoch.
+//!
+//! The rest of the crate uses the non-generic [`BeaconState`] made by
+//! [`decode_state`] (or converted from a [`ForkState`] built in code).
+
+pub mod committee_cache;
+pub mod containers;
+pub mod epoch_caches;
+pub mod forks;
+pub mod preset;
+pub mod shuffling;
+pub mod sync_committee;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use ssz::Encode;
+use tree_hash::TreeHash;
+
+pub use containers::{PublicKeyBytes, SyncCommittee, Validator};
+pub use forks::ForkState;
+pub use preset::{Mainnet, Minimal, StatePreset};
+pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
+
+use crate::spec::{
+    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
+    Version, GENESIS_EPOCH,
+};
+
+/// The largest state SSZ [`decode_state`] accepts: 1 GiB. A validator costs
+/// 139 bytes (record 121, balance 8, two participation flags, inactivity
+/// score 8) and the fixed vectors of mainnet about 5 MiB, so this admits
+/// some 7.7 million validators, over three times the mainnet registry of
+/// 2025, while refusing to allocate for anything absurd.
+pub const MAX_STATE_SSZ_BYTES: usize = 1 << 30;
+
+/// Where `fork.current_version` sits in a state's SSZ: after
+/// `genesis_time` (8), `genesis_validators_root` (32), `slot` (8) and
+/// `fork.previous_version` (4).
+const CURRENT_VERSION_OFFSET: usize = 52;
+
+/// Errors of decoding or querying a [`BeaconState`].
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state SSZ of {len} bytes exceeds the bound of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error(
+        "state SSZ of {len} bytes is too short: a BeaconState holds its fork version at bytes {}..{}",
+        CURRENT_VERSION_OFFSET,
+        CURRENT_VERSION_OFFSET + 4
+    )]
+    TooShort { len: usize },
+    #[error(
+        "state fork version 0x{} is not a fork version of config \"{config}\" (whose versions are {known}); \
+         a state of another network or preset?",
+        hex::encode(version)
+    )]
+    UnknownVersion {
+        version: Version,
+        config: String,
+        known: String,
+    },
+    #[error(
+        "expected a {expected:?} state, found fork version 0x{} which is {found:?} in config \"{config}\"",
+        hex::encode(version)
+    )]
+    ForkMismatch {
+        expected: ForkName,
+        found: ForkName,
+        version: Version,
+        config: String,
+    },
+    #[error(
+        "cannot decode {len} bytes (fork version 0x{}) as a {fork:?} BeaconState of the {preset:?} preset: {reason}",
+        hex::encode(version)
+    )]
+    Decode {
+        len: usize,
+        fork: ForkName,
+        preset: PresetName,
+        version: Version,
+        reason: String,
+    },
+    #[error("a {fork:?} state has no sync committees (they start at altair)")]
+    NoSyncCommittees { fork: ForkName },
+    #[error("validator index {index} is not in the registry of {count} validators")]
+    UnknownValidator { index: ValidatorIndex, count: usize },
+    #[error(
+        "epoch {epoch} is in sync committee period {period}; the state at epoch {state_epoch} \
+         knows periods {current_period} (current) and {} (next)",
+        current_period.saturating_add(1)
+    )]
+    SyncPeriodOutOfRange {
+        epoch: Epoch,
+        period: u64,
+        state_epoch: Epoch,
+        current_period: u64,
+    },
+    #[error(
+        "sync committee member {pubkey} (position {position}) is not in the validator registry"
+    )]
+    SyncMemberNotInRegistry {
+        pubkey: PublicKeyBytes,
+        position: usize,
+    },
+}
+
+/// The states of both presets, so that [`BeaconState`] needs no generics.
+#[derive(Clone)]
+enum PresetState {
+    Mainnet(ForkState<Mainnet>),
+    Minimal(ForkState<Minimal>),
+}
+
+/// Evaluates `$body` with `$s` bound to the [`ForkState`] of either preset.
+macro_rules! on_preset {
+    ($state:expr, $s:ident => $body:expr) => {
+        match $state {
+            $crate::state::PresetState::Mainnet($s) => $body,
+            $crate::state::PresetState::Minimal($s) => $body,
+        }
+    };
+}
+pub(crate) use on_preset;
+
+/// A `BeaconState` of any fork and either preset.
+#[derive(Clone)]
+pub struct BeaconState {
+    state: PresetState,
+    preset: Preset,
+    /// Built on the first pubkey lookup: decoding must not pay for it.
+    pubkey_index: OnceLock<HashMap<PublicKeyBytes, ValidatorIndex>>,
+}
+
+impl From<ForkState<Mainnet>> for BeaconState {
+    fn from(state: ForkState<Mainnet>) -> Self {
+        BeaconState::new(PresetState::Mainnet(state), Mainnet::preset())
+    }
+}
+
+impl From<ForkState<Minimal>> for BeaconState {
+    fn from(state: ForkState<Minimal>) -> Self {
+        BeaconState::new(PresetState::Minimal(state), Minimal::preset())
+    }
+}
+
+impl fmt::Debug for BeaconState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeaconState")
+            .field("fork", &self.fork_name())
+            .field("preset", &self.preset_name())
+            .field("slot", &self.slot())
+            .field("validators", &self.validators().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes the SSZ of a `BeaconState`.
+///
+/// The fork comes from `fork.current_version` looked up in `spec` unless
+/// `fork_override` names it; the preset is `spec.preset`. An override must
+/// not contradict a version the config knows; with a version the config
+/// does not know (a custom devnet) the override is trusted. Input above
+/// [`MAX_STATE_SSZ_BYTES`] is refused before anything is allocated.
+pub fn decode_state(
+    bytes: &[u8],
+    spec: &ChainSpec,
+    fork_override: Option<ForkName>,
+) -> Result<BeaconState, StateError> {
+    if bytes.len() > MAX_STATE_SSZ_BYTES {
+        return Err(StateError::TooLarge {
+            len: bytes.len(),
+            max: MAX_STATE_SSZ_BYTES,
+        });
+    }
+    let version = state_fork_version(bytes)?;
+    let fork = state_fork(spec, version, fork_override)?;
+    let decode_error = |e: ssz::DecodeError| StateError::Decode {
+        len: bytes.len(),
+        fork,
+        preset: spec.preset.name,
+        version,
+        reason: format!("{e:?}"),
+    };
+    Ok(match spec.preset.name {
+        PresetName::Mainnet => ForkState::<Mainnet>::from_ssz_bytes(fork, bytes)
+            .map_err(decode_error)?
+            .into(),
+        PresetName::Minimal => ForkState::<Minimal>::from_ssz_bytes(fork, bytes)
+            .map_err(decode_error)?
+            .into(),
+    })
+}
+
+/// `fork.current_version` read from a state's SSZ without decoding it.
+fn state_fork_version(bytes: &[u8]) -> Result<Version, StateError> {
+    bytes
+        .get(CURRENT_VERSION_OFFSET..CURRENT_VERSION_OFFSET + 4)
+        .and_then(|v| v.try_into().ok())
+        .ok_or(StateError::TooShort { len: bytes.len() })
+}
+
+/// The fork to decode as: the override, checked against the version.
+fn state_fork(
+    spec: &ChainSpec,
+    version: Version,
+    fork_override: Option<ForkName>,
+) -> Result<ForkName, StateError> {
+    match (fork_override, spec.fork_name_of_version(&version)) {
+        (Some(expected), Some(found)) if expected != found => Err(StateError::ForkMismatch {
+            expected,
+            found,
+            version,
+            config: spec.config_name.clone(),
+        }),
+        (Some(fork), _) | (None, Some(fork)) => Ok(fork),
+        (None, None) => Err(StateError::UnknownVersion {
+            version,
+            config: spec.config_name.clone(),
+            known: spec
+                .forks
+                .iter()
+                .map(|(name, v, _)| format!("{name:?} 0x{}", hex::encode(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+impl BeaconState {
+    fn new(state: PresetState, preset: Preset) -> Self {
+        BeaconState {
+            state,
+            preset,
+            pubkey_index: OnceLock::new(),
+        }
+    }
+
+    /// The fork whose schema this state has.
+    pub fn fork_name(&self) -> ForkName {
+        on_preset!(&self.state, s => s.fork_name())
+    }
+
+    /// The preset of this state.
+    pub fn preset_name(&self) -> PresetName {
+        self.preset.name
+    }
+
+    /// The preset constants of this state.
+    pub fn preset(&self) -> &Preset {
+        &self.preset
+    }
+
+    /// `state.slot`.
+    pub fn slot(&self) -> Slot {
+        on_preset!(&self.state, s => s.slot())
+    }
+
+    /// `state.genesis_time`.
+    pub fn genesis_time(&self) -> u64 {
+        on_preset!(&self.state, s => s.genesis_time())
+    }
+
+    /// `state.genesis_validators_root`.
+    pub fn genesis_validators_root(&self) -> Root {
+        on_preset!(&self.state, s => s.genesis_validators_root())
+    }
+
+    /// `state.fork`.
+    pub fn fork(&self) -> Fork {
+        on_preset!(&self.state, s => s.fork())
+    }
+
+    /// `state.validators`.
+    pub fn validators(&self) -> &[Validator] {
+        on_preset!(&self.state, s => s.validators())
+    }
+
+    /// The validator at `index`, if the registry has one.
+    pub fn validator(&self, index: ValidatorIndex) -> Option<&Validator> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.validators().get(i))
+    }
+
+    /// `state.randao_mixes`.
+    pub fn randao_mixes(&self) -> &[Root] {
+        on_preset!(&self.state, s => s.randao_mixes())
+    }
+
+    /// `hash_tree_root(state)`.
+    pub fn hash_tree_root(&self) -> Root {
+        on_preset!(&self.state, s => s.tree_hash_root())
+    }
+
+    /// The SSZ encoding of the state.
+    pub fn as_ssz_bytes(&self) -> Vec<u8> {
+        on_preset!(&self.state, s => s.as_ssz_bytes())
+    }
+
+    /// `get_current_epoch`.
+    pub fn get_current_epoch(&self) -> Epoch {
+        self.slot() / self.preset.SLOTS_PER_EPOCH
+    }
+
+    /// `get_previous_epoch`: the current epoch minus one, but never before
+    /// genesis.
+    pub fn get_previous_epoch(&self) -> Epoch {
+        self.get_current_epoch()
+            .saturating_sub(1)
+            .max(GENESIS_EPOCH)
+    }
+
+    /// `get_active_validator_indices`.
+    pub fn get_active_validator_indices(&self, epoch: Epoch) -> Vec<ValidatorIndex> {
+        (0..)
+            .zip(self.validators())
+            .filter(|(_, v)| v.is_active_validator(epoch))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// `get_randao_mix`: the mix at `epoch % EPOCHS_PER_HISTORICAL_VECTOR`.
+    pub fn get_randao_mix(&self, epoch: Epoch) -> Root {
+        let mixes = self.randao_mixes();
+        // The vector's length is the preset's non-zero
+        // EPOCHS_PER_HISTORICAL_VECTOR, so the remainder is in range.
+        let index = epoch % mixes.len() as u64;
+        mixes[index as usize]
+    }
+
+    /// `get_seed`: `sha256(domain_type ++ uint_to_bytes(epoch) ++
+    /// get_randao_mix(epoch + EPOCHS_PER_HISTORICAL_VECTOR - MIN_SEED_LOOKAHEAD - 1))`.
+    pub fn get_seed(&self, epoch: Epoch, domain_type: DomainType) -> Root {
+        let vector = self.preset.EPOCHS_PER_HISTORICAL_VECTOR;
+        // Reduced modulo the vector first so that no epoch overflows; the
+        // mix index is the same.
+        let mix_epoch = epoch % vector + vector - self.preset.MIN_SEED_LOOKAHEAD - 1;
+        let mix = self.get_randao_mix(mix_epoch);
+        let mut preimage = [0u8; 4 + 8 + 32];
+        preimage[..4].copy_from_slice(&domain_type);
+        preimage[4..12].copy_from_slice(&epoch.to_le_bytes());
+        preimage[12..].copy_from_slice(mix.as_slice());
+        Root::from_slice(&ethereum_hashing::hash(&preimage))
+    }
+
+    /// The index of the validator with `pubkey`. The first call builds a
+    /// map of the whole registry; later calls are constant time.
+    pub fn validator_index_by_pubkey(&self, pubkey: &PublicKeyBytes) -> Option<ValidatorIndex> {
+        self.pubkey_index
+            .get_or_init(|| {
+                // A pubkey appears once in a valid registry; keeping the
+                // first index mirrors a linear search if one does not.
+                let mut index = HashMap::with_capacity(self.validators().len());
+                for (i, v) in (0..).zip(self.validators()) {
+                    index.entry(v.pubkey).or_insert(i);
+                }
+                index
+            })
+            .get(pubkey)
+            .copied()
+    }
+}

@@ -1,0 +1,280 @@
+//! The `BeaconState` container of each fork phase0..fulu, generic over the
+//! preset, and [`ForkState`], the enum of them that encodes, decodes and
+//! hashes as whichever fork it holds.
+
+use ssz::{Decode, DecodeError};
+use ssz_derive::{Decode, Encode};
+use ssz_types::typenum::U4;
+use ssz_types::{BitVector, FixedVector, VariableList};
+use tree_hash_derive::TreeHash;
+
+use super::containers::{
+    BeaconBlockHeader, Checkpoint, Eth1Data, ExecutionPayloadHeaderBellatrix,
+    ExecutionPayloadHeaderCapella, ExecutionPayloadHeaderDeneb, HistoricalSummary,
+    PendingAttestation, PendingConsolidation, PendingDeposit, PendingPartialWithdrawal,
+    SyncCommittee, Validator,
+};
+use super::preset::StatePreset;
+use crate::spec::{Fork, ForkName, Root, Slot, ValidatorIndex};
+
+/// `JUSTIFICATION_BITS_LENGTH` bits.
+pub type JustificationBits = BitVector<U4>;
+
+/// Defines one fork's `BeaconState`. Every fork shares the fields up to
+/// `slashings` and the justification fields; the epoch records between
+/// them (phase0 pending attestations, altair participation flags) and the
+/// tail after them vary. SSZ order is the order written here.
+macro_rules! beacon_state {
+    (
+        $(#[$doc:meta])*
+        $name:ident {
+            epoch_records: { $($record:ident: $record_ty:ty),* $(,)? },
+            tail: { $($field:ident: $ty:ty),* $(,)? } $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Encode, Decode, TreeHash)]
+        pub struct $name<E: StatePreset> {
+            pub genesis_time: u64,
+            pub genesis_validators_root: Root,
+            pub slot: Slot,
+            pub fork: Fork,
+            pub latest_block_header: BeaconBlockHeader,
+            pub block_roots: FixedVector<Root, E::SlotsPerHistoricalRoot>,
+            pub state_roots: FixedVector<Root, E::SlotsPerHistoricalRoot>,
+            pub historical_roots: VariableList<Root, E::HistoricalRootsLimit>,
+            pub eth1_data: Eth1Data,
+            pub eth1_data_votes: VariableList<Eth1Data, E::Eth1DataVotesLimit>,
+            pub eth1_deposit_index: u64,
+            pub validators: VariableList<Validator, E::ValidatorRegistryLimit>,
+            pub balances: VariableList<u64, E::ValidatorRegistryLimit>,
+            pub randao_mixes: FixedVector<Root, E::EpochsPerHistoricalVector>,
+            pub slashings: FixedVector<u64, E::EpochsPerSlashingsVector>,
+            $(pub $record: $record_ty,)*
+            pub justification_bits: JustificationBits,
+            pub previous_justified_checkpoint: Checkpoint,
+            pub current_justified_checkpoint: Checkpoint,
+            pub finalized_checkpoint: Checkpoint,
+            $(pub $field: $ty,)*
+        }
+    };
+}
+
+/// Defines a fork from altair on: participation flags, inactivity scores
+/// and the two sync committees, then the fork's own fields.
+macro_rules! altair_family_state {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? }
+    ) => {
+        beacon_state! {
+            $(#[$doc])*
+            $name {
+                epoch_records: {
+                    previous_epoch_participation: ParticipationFlags<E>,
+                    current_epoch_participation: ParticipationFlags<E>,
+                },
+                tail: {
+                    inactivity_scores: VariableList<u64, E::ValidatorRegistryLimit>,
+                    current_sync_committee: SyncCommittee<E>,
+                    next_sync_committee: SyncCommittee<E>,
+                    $($field: $ty,)*
+                },
+            }
+        }
+    };
+}
+
+/// One `ParticipationFlags` byte per validator (altair onwards).
+pub type ParticipationFlags<E> = VariableList<u8, <E as StatePreset>::ValidatorRegistryLimit>;
+/// The capella `historical_summaries` list.
+pub type HistoricalSummaries<E> =
+    VariableList<HistoricalSummary, <E as StatePreset>::HistoricalRootsLimit>;
+
+beacon_state! {
+    /// The phase0 `BeaconState`.
+    BeaconStatePhase0 {
+        epoch_records: {
+            previous_epoch_attestations: VariableList<PendingAttestation<E>, E::PendingAttestationsLimit>,
+            current_epoch_attestations: VariableList<PendingAttestation<E>, E::PendingAttestationsLimit>,
+        },
+        tail: {},
+    }
+}
+
+altair_family_state! {
+    /// The altair `BeaconState`.
+    BeaconStateAltair {}
+}
+
+altair_family_state! {
+    /// The bellatrix `BeaconState`: altair plus the latest execution payload header.
+    BeaconStateBellatrix {
+        latest_execution_payload_header: ExecutionPayloadHeaderBellatrix,
+    }
+}
+
+altair_family_state! {
+    /// The capella `BeaconState`: withdrawals and historical summaries.
+    BeaconStateCapella {
+        latest_execution_payload_header: ExecutionPayloadHeaderCapella,
+        next_withdrawal_index: u64,
+        next_withdrawal_validator_index: ValidatorIndex,
+        historical_summaries: HistoricalSummaries<E>,
+    }
+}
+
+altair_family_state! {
+    /// The deneb `BeaconState`: capella with the deneb payload header.
+    BeaconStateDeneb {
+        latest_execution_payload_header: ExecutionPayloadHeaderDeneb,
+        next_withdrawal_index: u64,
+        next_withdrawal_validator_index: ValidatorIndex,
+        historical_summaries: HistoricalSummaries<E>,
+    }
+}
+
+/// Defines electra and later: deneb plus the electra balance queues.
+macro_rules! electra_family_state {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty),* $(,)? }
+    ) => {
+        altair_family_state! {
+            $(#[$doc])*
+            $name {
+                latest_execution_payload_header: ExecutionPayloadHeaderDeneb,
+                next_withdrawal_index: u64,
+                next_withdrawal_validator_index: ValidatorIndex,
+                historical_summaries: HistoricalSummaries<E>,
+                deposit_requests_start_index: u64,
+                deposit_balance_to_consume: u64,
+                exit_balance_to_consume: u64,
+                earliest_exit_epoch: u64,
+                consolidation_balance_to_consume: u64,
+                earliest_consolidation_epoch: u64,
+                pending_deposits: VariableList<PendingDeposit, E::PendingDepositsLimit>,
+                pending_partial_withdrawals:
+                    VariableList<PendingPartialWithdrawal, E::PendingPartialWithdrawalsLimit>,
+                pending_consolidations:
+                    VariableList<PendingConsolidation, E::PendingConsolidationsLimit>,
+                $($field: $ty,)*
+            }
+        }
+    };
+}
+
+electra_family_state! {
+    /// The electra `BeaconState`: deposit, withdrawal and consolidation queues.
+    BeaconStateElectra {}
+}
+
+electra_family_state! {
+    /// The fulu `BeaconState`: electra plus the proposer lookahead.
+    BeaconStateFulu {
+        proposer_lookahead: FixedVector<ValidatorIndex, E::ProposerLookaheadSize>,
+    }
+}
+
+/// A `BeaconState` of any fork of one preset. Encodes and hashes as the
+/// state it holds (no union selector).
+#[derive(Debug, Clone, PartialEq, Encode, TreeHash)]
+#[ssz(enum_behaviour = "transparent")]
+#[tree_hash(enum_behaviour = "transparent")]
+pub enum ForkState<E: StatePreset> {
+    Phase0(BeaconStatePhase0<E>),
+    Altair(BeaconStateAltair<E>),
+    Bellatrix(BeaconStateBellatrix<E>),
+    Capella(BeaconStateCapella<E>),
+    Deneb(BeaconStateDeneb<E>),
+    Electra(BeaconStateElectra<E>),
+    Fulu(BeaconStateFulu<E>),
+}
+
+/// Evaluates `$body` with `$s` bound to the fork's state, whatever the fork;
+/// for the fields every fork shares.
+macro_rules! on_fork {
+    ($state:expr, $s:ident => $body:expr) => {
+        match $state {
+            ForkState::Phase0($s) => $body,
+            ForkState::Altair($s) => $body,
+            ForkState::Bellatrix($s) => $body,
+            ForkState::Capella($s) => $body,
+            ForkState::Deneb($s) => $body,
+            ForkState::Electra($s) => $body,
+            ForkState::Fulu($s) => $body,
+        }
+    };
+}
+
+impl<E: StatePreset> ForkState<E> {
+    /// Decodes `bytes` as the `BeaconState` of `fork`.
+    pub fn from_ssz_bytes(fork: ForkName, bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(match fork {
+            ForkName::Phase0 => ForkState::Phase0(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Altair => ForkState::Altair(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Bellatrix => ForkState::Bellatrix(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Capella => ForkState::Capella(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Deneb => ForkState::Deneb(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Electra => ForkState::Electra(Decode::from_ssz_bytes(bytes)?),
+            ForkName::Fulu => ForkState::Fulu(Decode::from_ssz_bytes(bytes)?),
+        })
+    }
+
+    /// The fork whose schema this state has.
+    pub fn fork_name(&self) -> ForkName {
+        match self {
+            ForkState::Phase0(_) => ForkName::Phase0,
+            ForkState::Altair(_) => ForkName::Altair,
+            ForkState::Bellatrix(_) => ForkName::Bellatrix,
+            ForkState::Capella(_) => ForkName::Capella,
+            ForkState::Deneb(_) => ForkName::Deneb,
+            ForkState::Electra(_) => ForkName::Electra,
+            ForkState::Fulu(_) => ForkName::Fulu,
+        }
+    }
+
+    /// `state.genesis_time`.
+    pub fn genesis_time(&self) -> u64 {
+        on_fork!(self, s => s.genesis_time)
+    }
+
+    /// `state.genesis_validators_root`.
+    pub fn genesis_validators_root(&self) -> Root {
+        on_fork!(self, s => s.genesis_validators_root)
+    }
+
+    /// `state.slot`.
+    pub fn slot(&self) -> Slot {
+        on_fork!(self, s => s.slot)
+    }
+
+    /// `state.fork`.
+    pub fn fork(&self) -> Fork {
+        on_fork!(self, s => s.fork)
+    }
+
+    /// `state.validators`.
+    pub fn validators(&self) -> &[Validator] {
+        on_fork!(self, s => &s.validators)
+    }
+
+    /// `state.randao_mixes`.
+    pub fn randao_mixes(&self) -> &[Root] {
+        on_fork!(self, s => &s.randao_mixes)
+    }
+
+    /// `state.current_sync_committee` and `state.next_sync_committee`;
+    /// `None` before altair.
+    pub fn sync_committees(&self) -> Option<(&SyncCommittee<E>, &SyncCommittee<E>)> {
+        match self {
+            ForkState::Phase0(_) => None,
+            ForkState::Altair(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Bellatrix(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Capella(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Deneb(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Electra(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Fulu(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+        }
+    }
+}
