@@ -291,7 +291,7 @@ fn oracle_corrupted_partials() {
                     outcome.unwrap_err(),
                     ThresholdError::InvalidPartials {
                         indices: vec![corrupted.index],
-                        recovered: Some(expected_recovered)
+                        recovered: Some(Box::new(expected_recovered))
                     },
                     "{name}"
                 );
@@ -387,16 +387,31 @@ proptest! {
     }
 }
 
-fn sample_partials() -> (SecretKey, Vec<(u64, SecretKey)>, Vec<(u64, Signature)>) {
+/// A fresh 3-of-4 sharing and every share's partial signature of `b"m"`.
+struct Sample {
+    group: SecretKey,
+    shares: Vec<(u64, SecretKey)>,
+    partials: Vec<(u64, Signature)>,
+}
+
+fn sample_partials() -> Sample {
     let group = SecretKey::random();
     let shares = split_secret(&group, 3, 4).unwrap();
     let partials = shares.iter().map(|(i, s)| (*i, s.sign(b"m"))).collect();
-    (group, shares, partials)
+    Sample {
+        group,
+        shares,
+        partials,
+    }
 }
 
 #[test]
 fn errors_name_the_culprit() {
-    let (group, shares, partials) = sample_partials();
+    let Sample {
+        group,
+        shares,
+        partials,
+    } = sample_partials();
     let mut duplicate = partials.clone();
     duplicate[2].0 = 1;
     assert_eq!(
@@ -465,7 +480,11 @@ fn errors_name_the_culprit() {
 
 #[test]
 fn fast_path_reports_unknown_shares_and_mismatched_keys() {
-    let (group, shares, partials) = sample_partials();
+    let Sample {
+        group,
+        shares,
+        partials,
+    } = sample_partials();
     let pubshares: HashMap<u64, PublicKey> =
         shares.iter().map(|(i, s)| (*i, s.public_key())).collect();
     let group_pubkey = group.public_key();
@@ -489,47 +508,69 @@ fn fast_path_reports_unknown_shares_and_mismatched_keys() {
     );
 }
 
+/// Batch-verifies item i = (pubkeys[i], messages[i], signatures[i]) and, one
+/// by one, names the invalid items.
+fn check_batch(
+    pubkeys: &[PublicKey],
+    messages: &[[u8; 32]],
+    signatures: &[Signature],
+) -> (bool, Vec<usize>) {
+    let sets: Vec<SignatureSet> = pubkeys
+        .iter()
+        .zip(messages)
+        .zip(signatures)
+        .map(|((pubkey, message), signature)| SignatureSet {
+            pubkey,
+            message: *message,
+            signature,
+        })
+        .collect();
+    (verify_signature_sets(&sets), find_invalid(&sets))
+}
+
+/// Six keys; `roots[i % roots.len()]` is item i's message.
+fn signed_batch(
+    roots: &[[u8; 32]],
+) -> (
+    Vec<SecretKey>,
+    Vec<PublicKey>,
+    Vec<[u8; 32]>,
+    Vec<Signature>,
+) {
+    let keys: Vec<SecretKey> = (0..6).map(|_| SecretKey::random()).collect();
+    let pubkeys = keys.iter().map(SecretKey::public_key).collect();
+    let messages: Vec<[u8; 32]> = (0..6).map(|i| roots[i % roots.len()]).collect();
+    let signatures = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    (keys, pubkeys, messages, signatures)
+}
+
+/// Six items over `roots` (item i signs `roots[i % len]`) verify as a batch;
+/// after item `bad` signs `roots[wrong]` instead, the batch fails and
+/// `find_invalid` names exactly that item.
+fn one_bad_item_is_named(roots: &[[u8; 32]], bad: usize, wrong: usize) {
+    let (keys, pubkeys, messages, mut signatures) = signed_batch(roots);
+    assert_eq!(
+        check_batch(&pubkeys, &messages, &signatures),
+        (true, vec![])
+    );
+    signatures[bad] = keys[bad].sign(&roots[wrong]);
+    assert_eq!(
+        check_batch(&pubkeys, &messages, &signatures),
+        (false, vec![bad])
+    );
+}
+
 #[test]
 fn batch_with_one_bad_signature_fails_and_names_it() {
-    let keys: Vec<SecretKey> = (0..6).map(|_| SecretKey::random()).collect();
-    let pubkeys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
     // Two slots' roots, mixed: items 0, 2, 4 sign root A, items 1, 3, 5 root B.
-    let roots = [[0xaa; 32], [0xbb; 32]];
-    let mut signatures: Vec<Signature> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| k.sign(&roots[i % 2]))
-        .collect();
-    let sets = |signatures: &[Signature]| -> Vec<(PublicKey, [u8; 32], Signature)> {
-        (0..6)
-            .map(|i| (pubkeys[i], roots[i % 2], signatures[i]))
-            .collect()
-    };
-    let triples = sets(&signatures);
-    let batch: Vec<SignatureSet> = triples
-        .iter()
-        .map(|(pubkey, message, signature)| SignatureSet {
-            pubkey,
-            message: *message,
-            signature,
-        })
-        .collect();
-    assert!(verify_signature_sets(&batch));
-    assert!(find_invalid(&batch).is_empty());
-
-    signatures[3] = keys[3].sign(&roots[0]);
-    let triples = sets(&signatures);
-    let batch: Vec<SignatureSet> = triples
-        .iter()
-        .map(|(pubkey, message, signature)| SignatureSet {
-            pubkey,
-            message: *message,
-            signature,
-        })
-        .collect();
-    assert!(!verify_signature_sets(&batch));
-    assert_eq!(find_invalid(&batch), vec![3]);
+    one_bad_item_is_named(&[[0xaa; 32], [0xbb; 32]], 3, 0);
     assert!(verify_signature_sets(&[]));
+}
+
+#[test]
+fn batch_of_distinct_messages_names_the_bad_item() {
+    let roots: Vec<[u8; 32]> = (0..6u8).map(|n| [n; 32]).collect();
+    one_bad_item_is_named(&roots, 2, 3);
 }
 
 #[test]
@@ -552,4 +593,30 @@ fn batch_of_swapped_signatures_fails() {
     ];
     assert!(!verify_signature_sets(&swapped));
     assert_eq!(find_invalid(&swapped), vec![0, 1]);
+}
+
+#[test]
+fn fast_path_treats_cancelling_partials_as_bad() {
+    // 2-of-3: {1, 2} weighs 2, -1, so σ_2 = 2·σ_1 makes the first two cancel.
+    let group = SecretKey::random();
+    let shares = split_secret(&group, 2, 3).unwrap();
+    let pubshares: HashMap<u64, PublicKey> =
+        shares.iter().map(|(i, s)| (*i, s.public_key())).collect();
+    let partial = |k: usize| shares[k].1.sign(b"m");
+    let doubled = dv_aggregator::crypto::aggregate_signatures(&[partial(0), partial(0)]).unwrap();
+    let partials = [(1, partial(0)), (2, doubled), (3, partial(2))];
+    assert_eq!(
+        combine_and_verify(&group.public_key(), b"m", &partials, &pubshares, 2).unwrap_err(),
+        ThresholdError::InvalidPartials {
+            indices: vec![2],
+            recovered: Some(Box::new(group.sign(b"m")))
+        }
+    );
+    assert_eq!(
+        combine_signatures(&partials, 0).unwrap_err(),
+        ThresholdError::InvalidThreshold {
+            threshold: 0,
+            total: 3
+        }
+    );
 }

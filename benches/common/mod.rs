@@ -1,6 +1,7 @@
 //! Shared by the benches: every bench prints a ratio of two measurements taken
-#![allow(dead_code)] // Each bench uses the helpers it needs.
 //! in the same run, because absolute times on a shared 2-core machine say little.
+
+#![allow(dead_code)] // Each bench uses the helpers it needs.
 
 use std::path::PathBuf;
 

@@ -32,7 +32,7 @@ const RANDOM_BITS: usize = 64;
 
 /// Whether every set verifies (with overwhelming probability). An empty batch
 /// has nothing wrong in it and gives `true`. On `false`, [`find_invalid`]
-/// names the bad items.
+/// names the bad items. Distinct messages are hashed and paired on all cores.
 pub fn verify_signature_sets(sets: &[SignatureSet]) -> bool {
     if sets.is_empty() {
         return true;
@@ -48,31 +48,98 @@ pub fn verify_signature_sets(sets: &[SignatureSet]) -> bool {
     let aggregate_signature = signatures
         .mult(&randoms.concat(), RANDOM_BITS)
         .to_signature();
+    let mut signature_term = blst::blst_fp12::default();
+    Pairing::aggregated(
+        &mut signature_term,
+        <&blst::blst_p2_affine>::from(&aggregate_signature),
+    );
 
-    let mut groups: HashMap<[u8; 32], (Vec<min_pk::PublicKey>, Vec<u8>)> = HashMap::new();
-    for (set, random) in sets.iter().zip(&randoms) {
-        let (pubkeys, scalars) = groups.entry(set.message).or_default();
-        pubkeys.push(*set.pubkey.as_blst());
-        scalars.extend_from_slice(random);
+    let groups = group_by_message(sets, &randoms);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(groups.len());
+    let pairings: Vec<Option<Pairing>> = if workers <= 1 {
+        vec![pair_groups(&groups)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .chunks(groups.len().div_ceil(workers))
+                .map(|chunk| scope.spawn(|| pair_groups(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().ok().flatten())
+                .collect()
+        })
+    };
+    let mut pairings = pairings.into_iter();
+    let Some(Some(mut accumulated)) = pairings.next() else {
+        return false;
+    };
+    for pairing in pairings {
+        match pairing {
+            Some(pairing) if accumulated.merge(&pairing) == BLST_ERROR::BLST_SUCCESS => {}
+            _ => return false,
+        }
     }
+    accumulated.finalverify(Some(&signature_term))
+}
 
+/// The items of one message: their public keys and blinding scalars, in batch order.
+struct MessageGroup {
+    message: [u8; 32],
+    pubkeys: Vec<min_pk::PublicKey>,
+    scalars: Vec<u8>,
+}
+
+fn group_by_message(sets: &[SignatureSet], randoms: &[[u8; 8]]) -> Vec<MessageGroup> {
+    let mut positions: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut groups: Vec<MessageGroup> = Vec::new();
+    for (set, random) in sets.iter().zip(randoms) {
+        let position = *positions.entry(set.message).or_insert_with(|| {
+            groups.push(MessageGroup {
+                message: set.message,
+                pubkeys: vec![],
+                scalars: vec![],
+            });
+            groups.len() - 1
+        });
+        if let Some(group) = groups.get_mut(position) {
+            group.pubkeys.push(*set.pubkey.as_blst());
+            group.scalars.extend_from_slice(random);
+        }
+    }
+    groups
+}
+
+/// Accumulates `e(Σ r_i·pk_i, H(m))` of every group; `None` if blst rejects a term.
+fn pair_groups(groups: &[MessageGroup]) -> Option<Pairing<'static>> {
     let mut pairing = Pairing::new(true, DST);
-    let signature_affine: &blst::blst_p2_affine = (&aggregate_signature).into();
-    // The aggregate signature enters the pairing once, with the first group.
-    let mut signature_term: Option<&blst::blst_p2_affine> = Some(signature_affine);
-    for (message, (pubkeys, scalars)) in &groups {
-        let weighted_key = pubkeys.mult(scalars, RANDOM_BITS).to_public_key();
-        let key_affine: &blst::blst_p1_affine = (&weighted_key).into();
-        let result = match signature_term.take() {
-            Some(signature) => pairing.aggregate(key_affine, false, signature, false, message, &[]),
-            None => pairing.aggregate(key_affine, false, &(), false, message, &[]),
+    for group in groups {
+        let result = match group.pubkeys.as_slice() {
+            // A lone key is weighted inside the pairing, skipping the MSM set-up.
+            [pubkey] => pairing.mul_n_aggregate(
+                <&blst::blst_p1_affine>::from(pubkey),
+                false,
+                &(),
+                false,
+                &group.scalars,
+                RANDOM_BITS,
+                &group.message,
+                &[],
+            ),
+            pubkeys => {
+                let weighted = pubkeys.mult(&group.scalars, RANDOM_BITS).to_public_key();
+                let affine: &blst::blst_p1_affine = (&weighted).into();
+                pairing.aggregate(affine, false, &(), false, &group.message, &[])
+            }
         };
         if result != BLST_ERROR::BLST_SUCCESS {
-            return false;
+            return None;
         }
     }
     pairing.commit();
-    pairing.finalverify(None)
+    Some(pairing)
 }
 
 /// The positions of the sets whose signature does not verify, checked one by

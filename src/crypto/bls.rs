@@ -123,6 +123,52 @@ fn decode_hex(what: &'static str, text: &str) -> Result<Vec<u8>, CryptoError> {
     })
 }
 
+/// Hashing, 0x-hex `Display`/`Debug`/`FromStr` and serde as hex strings of a
+/// point type with `from_bytes`/`to_bytes`; `$what` names it in errors.
+macro_rules! impl_hex_encoding {
+    ($type:ty, $what:literal) => {
+        impl Hash for $type {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.to_bytes().hash(state);
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "0x{}", hex::encode(self.to_bytes()))
+            }
+        }
+
+        impl fmt::Debug for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = CryptoError;
+
+            /// Parses 0x-prefixed hex of the compressed encoding.
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::from_bytes(&decode_hex($what, text)?)
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A BLS public key: a G1 point that is on the curve, in the subgroup and not infinity.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(min_pk::PublicKey);
@@ -156,45 +202,7 @@ impl PublicKey {
     }
 }
 
-impl Hash for PublicKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.to_bytes().hash(state);
-    }
-}
-
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(self.to_bytes()))
-    }
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for PublicKey {
-    type Err = CryptoError;
-
-    /// Parses 0x-prefixed hex of the compressed encoding.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::from_bytes(&decode_hex("public key", text)?)
-    }
-}
-
-impl serde::Serialize for PublicKey {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PublicKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+impl_hex_encoding!(PublicKey, "public key");
 
 /// A BLS signature: a G2 point in the subgroup. Decoding rejects infinity; a
 /// signature computed here (aggregate, threshold combination) is in the
@@ -259,45 +267,7 @@ impl Signature {
     }
 }
 
-impl Hash for Signature {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.to_bytes().hash(state);
-    }
-}
-
-impl fmt::Display for Signature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(self.to_bytes()))
-    }
-}
-
-impl fmt::Debug for Signature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for Signature {
-    type Err = CryptoError;
-
-    /// Parses 0x-prefixed hex of the compressed encoding.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::from_bytes(&decode_hex("signature", text)?)
-    }
-}
-
-impl serde::Serialize for Signature {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Signature {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+impl_hex_encoding!(Signature, "signature");
 
 /// The spec's `Aggregate`: the sum of the signatures. An empty list is an error.
 pub fn aggregate_signatures(signatures: &[Signature]) -> Result<Signature, CryptoError> {

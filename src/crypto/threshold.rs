@@ -25,7 +25,8 @@ pub const MAX_SHARES: u64 = 1024;
 /// Why a threshold operation failed, naming the culprit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ThresholdError {
-    /// The threshold is outside `2..=total` (split) or `1..=MAX_SHARES` (combine).
+    /// The threshold is outside `2..=total` (split) or `1..=MAX_SHARES` (combine,
+    /// where `total` is the number of shares given).
     #[error("threshold {threshold} is not valid for {total} shares")]
     InvalidThreshold {
         /// The requested threshold t.
@@ -85,7 +86,7 @@ pub enum ThresholdError {
         /// Every share index whose partial failed verification.
         indices: Vec<u64>,
         /// The group signature combined from honest partials, if enough remain.
-        recovered: Option<Signature>,
+        recovered: Option<Box<Signature>>,
     },
     /// Every partial verifies but their combination does not verify against the
     /// group key: the public key shares do not belong to that group key.
@@ -168,13 +169,8 @@ pub fn recover_public_key(
     shares: &[(u64, PublicKey)],
     threshold: u64,
 ) -> Result<PublicKey, ThresholdError> {
-    let chosen = first_threshold(shares, threshold)?;
-    let points: Vec<(u64, min_pk::PublicKey)> = chosen
-        .iter()
-        .map(|(index, key)| (*index, *key.as_blst()))
-        .collect();
-    let indices = indices_of(chosen);
-    PublicKey::from_point(interpolate_at_zero(&points)?).ok_or(ThresholdError::Infinity { indices })
+    let (point, indices) = interpolate_first(shares, threshold, |key| *key.as_blst())?;
+    PublicKey::from_point(point).ok_or(ThresholdError::Infinity { indices })
 }
 
 /// Combines the first `threshold` partial signatures (in the order given) into
@@ -185,16 +181,10 @@ pub fn combine_signatures(
     partials: &[(u64, Signature)],
     threshold: u64,
 ) -> Result<Signature, ThresholdError> {
-    let chosen = first_threshold(partials, threshold)?;
-    let points: Vec<(u64, min_pk::Signature)> = chosen
-        .iter()
-        .map(|(index, sig)| (*index, *sig.as_blst()))
-        .collect();
-    let combined = Signature::from_point(interpolate_at_zero(&points)?);
+    let (point, indices) = interpolate_first(partials, threshold, |sig| *sig.as_blst())?;
+    let combined = Signature::from_point(point);
     if combined.is_infinity() {
-        return Err(ThresholdError::Infinity {
-            indices: indices_of(chosen),
-        });
+        return Err(ThresholdError::Infinity { indices });
     }
     Ok(combined)
 }
@@ -228,16 +218,17 @@ pub fn combine_and_verify(
     {
         return Err(ThresholdError::UnknownShare { index: *index });
     }
-    let combined = combine_signatures(partials, threshold)?;
-    if combined.verify(group_pubkey, message) {
-        return Ok(combined);
+    match combine_signatures(partials, threshold) {
+        Ok(combined) if combined.verify(group_pubkey, message) => return Ok(combined),
+        // Partials crafted to cancel out are as bad as ones that do not verify.
+        Ok(_) | Err(ThresholdError::Infinity { .. }) => {}
+        Err(other) => return Err(other),
     }
-    let (honest, bad): (Vec<(u64, Signature)>, Vec<(u64, Signature)>) =
-        partials.iter().partition(|(index, partial)| {
-            pubshares
-                .get(index)
-                .is_some_and(|pubshare| partial.verify(pubshare, message))
-        });
+    let (honest, bad): (Vec<_>, Vec<_>) = partials.iter().copied().partition(|(index, partial)| {
+        pubshares
+            .get(index)
+            .is_some_and(|pubshare| partial.verify(pubshare, message))
+    });
     let group_key_mismatch = |chosen: &[(u64, Signature)]| ThresholdError::GroupKeyMismatch {
         indices: indices_of(
             chosen
@@ -250,7 +241,7 @@ pub fn combine_and_verify(
         return Err(group_key_mismatch(partials));
     }
     let recovered = match combine_signatures(&honest, threshold) {
-        Ok(signature) if signature.verify(group_pubkey, message) => Some(signature),
+        Ok(signature) if signature.verify(group_pubkey, message) => Some(Box::new(signature)),
         Ok(_) => return Err(group_key_mismatch(&honest)),
         Err(ThresholdError::NotEnoughShares { .. }) => None,
         Err(other) => return Err(other),
@@ -302,7 +293,7 @@ fn first_threshold<T>(items: &[(u64, T)], threshold: u64) -> Result<&[(u64, T)],
     if threshold == 0 || threshold > MAX_SHARES {
         return Err(ThresholdError::InvalidThreshold {
             threshold,
-            total: MAX_SHARES,
+            total: u64::try_from(items.len()).unwrap_or(u64::MAX),
         });
     }
     check_indices(items.iter().map(|(index, _)| *index))?;
@@ -371,42 +362,64 @@ trait GroupPoint: Copy {
     fn negate(&self) -> Self;
 }
 
-impl GroupPoint for min_pk::Signature {
-    fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
-        points.mult(scalars, nbits).to_signature()
-    }
+/// Implements [`GroupPoint`] for a blst min_pk point type, given its blst
+/// affine and projective types, their conversions and negation, and the
+/// conversion of blst's aggregate back to the point type.
+macro_rules! impl_group_point {
+    ($point:ty, $affine:ty, $projective:ty, $from_affine:path, $cneg:path, $to_affine:path, $from_aggregate:ident) => {
+        impl GroupPoint for $point {
+            fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
+                points.mult(scalars, nbits).$from_aggregate()
+            }
 
-    fn negate(&self) -> Self {
-        let affine: &blst::blst_p2_affine = self.into();
-        let mut point = blst::blst_p2::default();
-        let mut negated = blst::blst_p2_affine::default();
-        // SAFETY: every pointer refers to a valid, initialised point.
-        unsafe {
-            blst::blst_p2_from_affine(&mut point, affine);
-            blst::blst_p2_cneg(&mut point, true);
-            blst::blst_p2_to_affine(&mut negated, &point);
+            fn negate(&self) -> Self {
+                let affine: &$affine = self.into();
+                let mut point = <$projective>::default();
+                let mut negated = <$affine>::default();
+                // SAFETY: every pointer refers to a valid, initialised point.
+                unsafe {
+                    $from_affine(&mut point, affine);
+                    $cneg(&mut point, true);
+                    $to_affine(&mut negated, &point);
+                }
+                negated.into()
+            }
         }
-        negated.into()
-    }
+    };
 }
 
-impl GroupPoint for min_pk::PublicKey {
-    fn multi_scalar_mul(points: &[Self], scalars: &[u8], nbits: usize) -> Self {
-        points.mult(scalars, nbits).to_public_key()
-    }
+impl_group_point!(
+    min_pk::Signature,
+    blst::blst_p2_affine,
+    blst::blst_p2,
+    blst::blst_p2_from_affine,
+    blst::blst_p2_cneg,
+    blst::blst_p2_to_affine,
+    to_signature
+);
+impl_group_point!(
+    min_pk::PublicKey,
+    blst::blst_p1_affine,
+    blst::blst_p1,
+    blst::blst_p1_from_affine,
+    blst::blst_p1_cneg,
+    blst::blst_p1_to_affine,
+    to_public_key
+);
 
-    fn negate(&self) -> Self {
-        let affine: &blst::blst_p1_affine = self.into();
-        let mut point = blst::blst_p1::default();
-        let mut negated = blst::blst_p1_affine::default();
-        // SAFETY: every pointer refers to a valid, initialised point.
-        unsafe {
-            blst::blst_p1_from_affine(&mut point, affine);
-            blst::blst_p1_cneg(&mut point, true);
-            blst::blst_p1_to_affine(&mut negated, &point);
-        }
-        negated.into()
-    }
+/// Interpolates at 0 the points of the first `threshold` items (all indices
+/// validated); also returns the indices used.
+fn interpolate_first<T, P: GroupPoint>(
+    items: &[(u64, T)],
+    threshold: u64,
+    point_of: impl Fn(&T) -> P,
+) -> Result<(P, Vec<u64>), ThresholdError> {
+    let chosen = first_threshold(items, threshold)?;
+    let points: Vec<(u64, P)> = chosen
+        .iter()
+        .map(|(index, item)| (*index, point_of(item)))
+        .collect();
+    Ok((interpolate_at_zero(&points)?, indices_of(chosen)))
 }
 
 /// `Σ λ_i · P_i` at x = 0 for distinct, validated, non-empty indices.
