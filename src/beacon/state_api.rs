@@ -292,7 +292,7 @@ pub fn state_api_routes(
         });
     let validators_get = warp::path!("eth" / "v1" / "beacon" / "states" / String / "validators")
         .and(warp::get())
-        .and(query.clone())
+        .and(query)
         .and(with_api.clone())
         .then(|state_id: String, query: String, api: Arc<StateApi>| {
             answer(api, move |api| {
@@ -302,7 +302,7 @@ pub fn state_api_routes(
         });
     let validators_post = warp::path!("eth" / "v1" / "beacon" / "states" / String / "validators")
         .and(warp::post())
-        .and(body.clone())
+        .and(body)
         .and(with_api.clone())
         .then(
             |state_id: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
@@ -323,7 +323,7 @@ pub fn state_api_routes(
         });
     let attester = warp::path!("eth" / "v1" / "validator" / "duties" / "attester" / String)
         .and(warp::post())
-        .and(body.clone())
+        .and(body)
         .and(with_api.clone())
         .then(
             |epoch: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
