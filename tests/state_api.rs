@@ -467,6 +467,7 @@ impl Tester {
     async fn test_errors(self) -> Self {
         let slot = u64_of(&self.state()["slot"]);
         for state_id in [
+            StateId::Genesis,
             StateId::Finalized,
             StateId::Justified,
             StateId::Slot(slot + 1),
@@ -529,6 +530,17 @@ impl Tester {
         .await;
         assert_eq!(status, 413);
         assert!(self.client.attester_duties(epoch, &[1]).await.is_ok());
+        let ssz_body = reqwest::Client::new()
+            .post(format!(
+                "http://{}/eth/v1/validator/duties/sync/{epoch}",
+                self.addr
+            ))
+            .header("content-type", "application/octet-stream")
+            .body(vec![0u8; 8])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ssz_body.status().as_u16(), 415);
         self
     }
 }

@@ -321,27 +321,27 @@ pub fn state_api_routes(
                 committees(&*api.view_of(&state_id)?, &query)
             })
         });
-    let attester = warp::path!("eth" / "v1" / "validator" / "duties" / "attester" / String)
+    let duties = warp::path!("eth" / "v1" / "validator" / "duties" / String / String)
+        .and_then(|kind: String, epoch: String| async move {
+            let handler: DutiesHandler = match kind.as_str() {
+                "attester" => attester_duties,
+                "sync" => sync_duties,
+                _ => return Err(warp::reject::not_found()),
+            };
+            Ok((handler, epoch))
+        })
+        .untuple_one()
         .and(warp::post())
         .and(body)
         .and(with_api.clone())
         .then(
-            |epoch: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
+            |handler: DutiesHandler,
+             epoch: String,
+             body: Result<Bytes, StateApiError>,
+             api: Arc<StateApi>| {
                 answer(api, move |api| {
                     let epoch = parse_u64("epoch", &epoch)?;
-                    attester_duties(&*api.view()?, epoch, &parse_indices(&body?)?)
-                })
-            },
-        );
-    let sync = warp::path!("eth" / "v1" / "validator" / "duties" / "sync" / String)
-        .and(warp::post())
-        .and(body)
-        .and(with_api.clone())
-        .then(
-            |epoch: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
-                answer(api, move |api| {
-                    let epoch = parse_u64("epoch", &epoch)?;
-                    sync_duties(&*api.view()?, epoch, &parse_indices(&body?)?)
+                    handler(&*api.view()?, epoch, &parse_indices(&body?)?)
                 })
             },
         );
@@ -372,13 +372,14 @@ pub fn state_api_routes(
         .unify()
         .or(committees)
         .unify()
-        .or(attester)
-        .unify()
-        .or(sync)
+        .or(duties)
         .unify()
         .or(debug_state)
         .unify()
 }
+
+/// `attester_duties` or `sync_duties`: the duties of some validators at an epoch.
+type DutiesHandler = fn(&StateView, Epoch, &[ValidatorIndex]) -> Result<Response, StateApiError>;
 
 /// Runs `handler` off the async executor (hashing or encoding a mainnet
 /// state takes seconds) and turns its error into a Beacon API error reply.
