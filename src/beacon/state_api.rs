@@ -242,7 +242,18 @@ impl StateApi {
 }
 
 /// Every route of the state API over `backend`, each answering with a
-/// Beacon API body or error body.
+/// Beacon API body or error body:
+///
+/// - `GET /eth/v1/node/version`, `GET /eth/v1/node/syncing`
+/// - `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`
+/// - `GET /eth/v1/beacon/states/{state_id}/fork`
+/// - `GET|POST /eth/v1/beacon/states/{state_id}/validators`
+/// - `GET /eth/v1/beacon/states/{state_id}/committees`
+/// - `POST /eth/v1/validator/duties/attester/{epoch}`, `.../duties/sync/{epoch}`
+/// - `GET /eth/v2/debug/beacon/states/{state_id}` (SSZ only)
+///
+/// Other paths are rejected as not found, for the server's own routes or
+/// `api::filters::recover` to answer.
 pub fn state_api_routes(
     backend: Arc<StateBackend>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
