@@ -242,7 +242,18 @@ impl StateApi {
 }
 
 /// Every route of the state API over `backend`, each answering with a
-/// Beacon API body or error body.
+/// Beacon API body or error body:
+///
+/// - `GET /eth/v1/node/version`, `GET /eth/v1/node/syncing`
+/// - `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`
+/// - `GET /eth/v1/beacon/states/{state_id}/fork`
+/// - `GET|POST /eth/v1/beacon/states/{state_id}/validators`
+/// - `GET /eth/v1/beacon/states/{state_id}/committees`
+/// - `POST /eth/v1/validator/duties/attester/{epoch}`, `.../duties/sync/{epoch}`
+/// - `GET /eth/v2/debug/beacon/states/{state_id}` (SSZ only)
+///
+/// Other paths are rejected as not found, for the server's own routes or
+/// `api::filters::recover` to answer.
 pub fn state_api_routes(
     backend: Arc<StateBackend>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -292,7 +303,7 @@ pub fn state_api_routes(
         });
     let validators_get = warp::path!("eth" / "v1" / "beacon" / "states" / String / "validators")
         .and(warp::get())
-        .and(query.clone())
+        .and(query)
         .and(with_api.clone())
         .then(|state_id: String, query: String, api: Arc<StateApi>| {
             answer(api, move |api| {
@@ -302,7 +313,7 @@ pub fn state_api_routes(
         });
     let validators_post = warp::path!("eth" / "v1" / "beacon" / "states" / String / "validators")
         .and(warp::post())
-        .and(body.clone())
+        .and(body)
         .and(with_api.clone())
         .then(
             |state_id: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
@@ -321,27 +332,27 @@ pub fn state_api_routes(
                 committees(&*api.view_of(&state_id)?, &query)
             })
         });
-    let attester = warp::path!("eth" / "v1" / "validator" / "duties" / "attester" / String)
-        .and(warp::post())
-        .and(body.clone())
-        .and(with_api.clone())
-        .then(
-            |epoch: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
-                answer(api, move |api| {
-                    let epoch = parse_u64("epoch", &epoch)?;
-                    attester_duties(&*api.view()?, epoch, &parse_indices(&body?)?)
-                })
-            },
-        );
-    let sync = warp::path!("eth" / "v1" / "validator" / "duties" / "sync" / String)
+    let duties = warp::path!("eth" / "v1" / "validator" / "duties" / String / String)
+        .and_then(|kind: String, epoch: String| async move {
+            let handler: DutiesHandler = match kind.as_str() {
+                "attester" => attester_duties,
+                "sync" => sync_duties,
+                _ => return Err(warp::reject::not_found()),
+            };
+            Ok((handler, epoch))
+        })
+        .untuple_one()
         .and(warp::post())
         .and(body)
         .and(with_api.clone())
         .then(
-            |epoch: String, body: Result<Bytes, StateApiError>, api: Arc<StateApi>| {
+            |handler: DutiesHandler,
+             epoch: String,
+             body: Result<Bytes, StateApiError>,
+             api: Arc<StateApi>| {
                 answer(api, move |api| {
                     let epoch = parse_u64("epoch", &epoch)?;
-                    sync_duties(&*api.view()?, epoch, &parse_indices(&body?)?)
+                    handler(&*api.view()?, epoch, &parse_indices(&body?)?)
                 })
             },
         );
@@ -372,13 +383,14 @@ pub fn state_api_routes(
         .unify()
         .or(committees)
         .unify()
-        .or(attester)
-        .unify()
-        .or(sync)
+        .or(duties)
         .unify()
         .or(debug_state)
         .unify()
 }
+
+/// `attester_duties` or `sync_duties`: the duties of some validators at an epoch.
+type DutiesHandler = fn(&StateView, Epoch, &[ValidatorIndex]) -> Result<Response, StateApiError>;
 
 /// Runs `handler` off the async executor (hashing or encoding a mainnet
 /// state takes seconds) and turns its error into a Beacon API error reply.
