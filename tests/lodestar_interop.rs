@@ -201,7 +201,7 @@ async fn answers_is_aggregator_as_the_spec(chain: &DevChain, sidecar: &Sidecar, 
     assert_eq!(answers, expected);
     // A proof by the wrong key is refused, naming the item.
     let mut forged = items[..2].to_vec();
-    forged[1].slot_signature = forged[0].slot_signature.clone();
+    forged[1].slot_signature = forged[0].slot_signature;
     let error = client.is_aggregator(&forged).await.unwrap_err();
     assert_eq!(error.status(), Some(400), "{error}");
     assert_eq!(error.failures().len(), 1, "{error}");

@@ -103,8 +103,8 @@ impl StateBackend {
 
     fn cached_pubkey(&self, index: ValidatorIndex) -> Option<PublicKey> {
         match self.pubkeys.read() {
-            Ok(map) => map.get(&index).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(&index).cloned(),
+            Ok(map) => map.get(&index).copied(),
+            Err(poisoned) => poisoned.into_inner().get(&index).copied(),
         }
     }
 
@@ -140,7 +140,7 @@ impl SelectionBackend for StateBackend {
         }
         let loaded = self.loaded().ok()?;
         let pubkey = PublicKey::from_bytes(&loaded.state.validator(index)?.pubkey.0).ok()?;
-        self.cache_pubkey(index, pubkey.clone());
+        self.cache_pubkey(index, pubkey);
         Some(pubkey)
     }
 
