@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::print_line;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use dv_aggregator::cluster::create::{
@@ -164,21 +165,26 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         kdf: kdf(args.insecure_fast_kdf),
     })?;
     let lock = &created.lock;
-    println!(
+    print_line(&format!(
         "created cluster {:?}: {} operators, threshold {}, {} validators, network {}",
         lock.name,
         lock.operators.len(),
         lock.threshold,
         lock.validators.len(),
         lock.network
-    );
-    println!("lock: {}", created.lock_path.display());
+    ))?;
+    print_line(&format!("lock: {}", created.lock_path.display()))?;
     for validator in &lock.validators {
-        println!("validator {}", validator.pubkey);
+        print_line(&format!("validator {}", validator.pubkey))?;
     }
     for (operator, dir) in lock.operators.iter().zip(&created.operator_dirs) {
         let address = operator.peer_address.as_deref().unwrap_or("-");
-        println!("operator {} {} {}", operator.index, address, dir.display());
+        print_line(&format!(
+            "operator {} {} {}",
+            operator.index,
+            address,
+            dir.display()
+        ))?;
     }
     Ok(())
 }
@@ -193,7 +199,7 @@ fn combine(args: CombineArgs) -> anyhow::Result<()> {
             bail!("combined signature {combined} does not verify against pubkey {pubkey} and the signing root");
         }
     }
-    println!("{combined}");
+    print_line(&format!("{combined}"))?;
     Ok(())
 }
 
@@ -234,13 +240,13 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         password.as_deref().map(String::as_str),
         kdf(args.insecure_fast_kdf),
     )?;
-    println!(
+    print_line(&format!(
         "recovered validator {} into {}",
         args.validator,
         args.out.display()
-    );
+    ))?;
     if let Some(password_file) = written {
-        println!("password: {}", password_file.display());
+        print_line(&format!("password: {}", password_file.display()))?;
     }
     Ok(())
 }

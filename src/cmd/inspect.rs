@@ -7,6 +7,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::print_line;
+
 use dv_aggregator::crypto::{PublicKey, Signature};
 use dv_aggregator::spec::selection::{
     aggregator_modulo, is_aggregator, is_sync_committee_aggregator, sync_aggregator_modulo,
@@ -150,16 +152,14 @@ fn parse_signature(text: &str) -> anyhow::Result<Signature> {
 }
 
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
+    print_line(&serde_json::to_string(value)?)
 }
 
 /// Runs one `inspect` subcommand.
 pub fn run(command: InspectCommand) -> anyhow::Result<()> {
     match command {
         InspectCommand::StateRoot(args) => {
-            println!("{:#x}", args.load()?.hash_tree_root());
-            Ok(())
+            print_line(&format!("{:#x}", args.load()?.hash_tree_root()))
         }
         InspectCommand::Committees { state, epoch } => committees(&state.load()?, epoch),
         InspectCommand::IsAggregator {

@@ -4,3 +4,10 @@
 pub mod cluster;
 pub mod inspect;
 pub mod sidecar;
+
+/// Writes one line to stdout; a closed pipe (`| head`) is an error, not a panic.
+pub fn print_line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}")
+        .map_err(|e| anyhow::anyhow!("writing to stdout: {e}"))
+}
