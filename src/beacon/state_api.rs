@@ -7,7 +7,7 @@
 //! `head`, its slot or its state root (and `genesis` when it is the genesis
 //! state); anything else is 404 naming what is served.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Buf, Bytes};
@@ -24,10 +24,7 @@ use crate::api::types::{
     ValidatorId, ValidatorRecord, ValidatorStatus, VersionData,
 };
 use crate::api::BackendError;
-use crate::spec::config::{
-    DOMAIN_BEACON_ATTESTER, DOMAIN_SELECTION_PROOF, DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
-};
-use crate::spec::{ChainSpec, Epoch, ForkName, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
+use crate::spec::{ChainSpec, Epoch, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
 use crate::state::committee_cache::CommitteeCache;
 use crate::state::{BeaconState, Validator};
 
@@ -37,11 +34,6 @@ pub const MAX_IDS: usize = 65_536;
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// The version string of `GET /eth/v1/node/version`.
 pub const NODE_VERSION: &str = concat!("dv-aggregator/", env!("CARGO_PKG_VERSION"));
-
-/// Where `state.block_roots` starts in a state's SSZ, in every fork:
-/// `genesis_time` (8), `genesis_validators_root` (32), `slot` (8), `fork`
-/// (16) and `latest_block_header` (112) come first, all fixed-size.
-const BLOCK_ROOTS_SSZ_OFFSET: usize = 176;
 
 /// Why a request to the state API fails; each variant has its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,8 +141,7 @@ impl From<BackendError> for StateApiError {
 }
 
 /// One loaded state with what is derived from it on first use: its root
-/// (for `{state_id}` given as a root) and its SSZ (for the debug endpoint
-/// and the block roots behind `dependent_root`).
+/// (for `{state_id}` given as a root) and its SSZ (for the debug endpoint).
 struct StateView {
     loaded: Arc<LoadedState>,
     root: OnceLock<Root>,
@@ -169,23 +160,6 @@ impl StateView {
     fn ssz(&self) -> &Bytes {
         self.ssz
             .get_or_init(|| Bytes::from(self.state().as_ssz_bytes()))
-    }
-
-    /// `get_block_root_at_slot(state, slot)`, read from the SSZ because
-    /// `BeaconState` exposes no `block_roots` accessor; `None` outside the
-    /// `SLOTS_PER_HISTORICAL_ROOT` slots before the state.
-    fn block_root_at_slot(&self, slot: Slot) -> Option<Root> {
-        let state = self.state();
-        let history = state.preset().SLOTS_PER_HISTORICAL_ROOT;
-        if slot >= state.slot() || state.slot() > slot.checked_add(history)? {
-            return None;
-        }
-        let start = usize::try_from(slot % history)
-            .ok()?
-            .checked_mul(32)?
-            .checked_add(BLOCK_ROOTS_SSZ_OFFSET)?;
-        let bytes = self.ssz().get(start..start.checked_add(32)?)?;
-        Some(Root::from_slice(bytes))
     }
 }
 
@@ -289,7 +263,7 @@ pub fn state_api_routes(
         .and(with_api.clone())
         .map(|api: Arc<StateApi>| {
             json(&GenericResponse {
-                data: config_spec_map(api.backend.spec()),
+                data: api.backend.spec().to_config_map(),
             })
         });
     let fork = warp::path!("eth" / "v1" / "beacon" / "states" / String / "fork")
@@ -501,88 +475,6 @@ fn genesis(view: &StateView, spec: &ChainSpec) -> Result<Response, StateApiError
 }
 
 /// The config keys of a fork's version and (after phase0) its epoch.
-fn fork_config_keys(fork: ForkName) -> (String, Option<String>) {
-    match fork {
-        ForkName::Phase0 => ("GENESIS_FORK_VERSION".to_string(), None),
-        other => {
-            let name = other.as_str().to_ascii_uppercase();
-            (
-                format!("{name}_FORK_VERSION"),
-                Some(format!("{name}_FORK_EPOCH")),
-            )
-        }
-    }
-}
-
-/// `spec` as the flat string map of `GET /eth/v1/config/spec`, which
-/// `ChainSpec::from_config_spec_json` reads back to an equal `ChainSpec`.
-pub fn config_spec_map(spec: &ChainSpec) -> BTreeMap<String, String> {
-    let preset = &spec.preset;
-    let hex = |bytes: &[u8]| serde_utils::hex::encode(bytes);
-    let mut map = BTreeMap::new();
-    map.insert("PRESET_BASE".into(), preset.name.as_str().to_string());
-    map.insert("CONFIG_NAME".into(), spec.config_name.clone());
-    map.insert("SECONDS_PER_SLOT".into(), spec.seconds_per_slot.to_string());
-    for (fork, version, epoch) in &spec.forks {
-        let (version_key, epoch_key) = fork_config_keys(*fork);
-        map.insert(version_key, hex(version));
-        if let Some(epoch_key) = epoch_key {
-            map.insert(epoch_key, epoch.to_string());
-        }
-    }
-    let constants = [
-        ("SLOTS_PER_EPOCH", preset.SLOTS_PER_EPOCH),
-        ("MAX_COMMITTEES_PER_SLOT", preset.MAX_COMMITTEES_PER_SLOT),
-        ("TARGET_COMMITTEE_SIZE", preset.TARGET_COMMITTEE_SIZE),
-        ("SHUFFLE_ROUND_COUNT", u64::from(preset.SHUFFLE_ROUND_COUNT)),
-        (
-            "TARGET_AGGREGATORS_PER_COMMITTEE",
-            preset.TARGET_AGGREGATORS_PER_COMMITTEE,
-        ),
-        (
-            "EPOCHS_PER_HISTORICAL_VECTOR",
-            preset.EPOCHS_PER_HISTORICAL_VECTOR,
-        ),
-        (
-            "EPOCHS_PER_SLASHINGS_VECTOR",
-            preset.EPOCHS_PER_SLASHINGS_VECTOR,
-        ),
-        (
-            "SLOTS_PER_HISTORICAL_ROOT",
-            preset.SLOTS_PER_HISTORICAL_ROOT,
-        ),
-        ("MIN_SEED_LOOKAHEAD", preset.MIN_SEED_LOOKAHEAD),
-        ("VALIDATOR_REGISTRY_LIMIT", preset.VALIDATOR_REGISTRY_LIMIT),
-        ("SYNC_COMMITTEE_SIZE", preset.SYNC_COMMITTEE_SIZE),
-        (
-            "SYNC_COMMITTEE_SUBNET_COUNT",
-            preset.SYNC_COMMITTEE_SUBNET_COUNT,
-        ),
-        (
-            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
-            preset.TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
-        ),
-        (
-            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD",
-            preset.EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
-        ),
-    ];
-    for (key, value) in constants {
-        map.insert(key.into(), value.to_string());
-    }
-    for (key, domain) in [
-        ("DOMAIN_BEACON_ATTESTER", DOMAIN_BEACON_ATTESTER),
-        ("DOMAIN_SELECTION_PROOF", DOMAIN_SELECTION_PROOF),
-        (
-            "DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF",
-            DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
-        ),
-    ] {
-        map.insert(key.into(), hex(&domain));
-    }
-    map
-}
-
 /// The Beacon API status of `validator` with `balance` at `epoch`.
 pub fn validator_status(validator: &Validator, balance: u64, epoch: Epoch) -> ValidatorStatus {
     if epoch < validator.activation_epoch {
@@ -877,7 +769,11 @@ fn attester_duties(
         .saturating_mul(slots_per_epoch)
         .saturating_sub(1);
     Ok(json(&DutiesResponse {
-        dependent_root: Some(view.block_root_at_slot(decision_slot).unwrap_or(Root::ZERO)),
+        dependent_root: Some(
+            state
+                .get_block_root_at_slot(decision_slot)
+                .unwrap_or(Root::ZERO),
+        ),
         execution_optimistic: Some(false),
         data,
     }))
@@ -950,14 +846,6 @@ fn debug_state_ssz(view: &StateView, accept: Option<&str>) -> Result<Response, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_spec_map_loads_back_to_the_same_spec() {
-        for spec in [ChainSpec::mainnet(), ChainSpec::minimal()] {
-            let body = serde_json::json!({ "data": config_spec_map(&spec) }).to_string();
-            assert_eq!(ChainSpec::from_config_spec_json(&body).unwrap(), spec);
-        }
-    }
 
     fn validator(
         activation_eligibility: Epoch,

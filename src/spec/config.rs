@@ -34,7 +34,48 @@ pub struct Preset {
     pub EPOCHS_PER_SYNC_COMMITTEE_PERIOD: u64,
 }
 
+/// Names every `u64` constant of [`Preset`] once, for reading them all
+/// (the Beacon API's `config/spec`) and for overriding them from a config.
+macro_rules! preset_u64_constants {
+    ($($name:ident),* $(,)?) => {
+        impl Preset {
+            /// Every `u64` constant as (spec name, value).
+            fn u64_constants(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name)),*]
+            }
+
+            /// Every `u64` constant as (spec name, mutable value).
+            fn u64_constants_mut(&mut self) -> Vec<(&'static str, &mut u64)> {
+                vec![$((stringify!($name), &mut self.$name)),*]
+            }
+        }
+    };
+}
+
+preset_u64_constants!(
+    SLOTS_PER_EPOCH,
+    MAX_COMMITTEES_PER_SLOT,
+    TARGET_COMMITTEE_SIZE,
+    TARGET_AGGREGATORS_PER_COMMITTEE,
+    EPOCHS_PER_HISTORICAL_VECTOR,
+    EPOCHS_PER_SLASHINGS_VECTOR,
+    SLOTS_PER_HISTORICAL_ROOT,
+    MIN_SEED_LOOKAHEAD,
+    VALIDATOR_REGISTRY_LIMIT,
+    SYNC_COMMITTEE_SIZE,
+    SYNC_COMMITTEE_SUBNET_COUNT,
+    TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
+    EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
+);
+
 impl Preset {
+    /// Every constant as (spec name, value), `SHUFFLE_ROUND_COUNT` included.
+    pub fn constants(&self) -> Vec<(&'static str, u64)> {
+        let mut constants = self.u64_constants();
+        constants.push(("SHUFFLE_ROUND_COUNT", u64::from(self.SHUFFLE_ROUND_COUNT)));
+        constants
+    }
+
     /// The mainnet preset.
     pub fn mainnet() -> Self {
         Preset {
@@ -259,7 +300,7 @@ impl ForkName {
     }
 
     /// The config keys of this fork's version and epoch (phase0 has no epoch key).
-    fn config_keys(self) -> (&'static str, Option<&'static str>) {
+    pub fn config_keys(self) -> (&'static str, Option<&'static str>) {
         match self {
             ForkName::Phase0 => ("GENESIS_FORK_VERSION", None),
             ForkName::Altair => ("ALTAIR_FORK_VERSION", Some("ALTAIR_FORK_EPOCH")),
@@ -279,7 +320,7 @@ impl std::fmt::Display for ForkName {
 }
 
 /// A flat `KEY -> value` view of a config, whichever format it came in.
-type ConfigMap = std::collections::BTreeMap<String, String>;
+pub type ConfigMap = std::collections::BTreeMap<String, String>;
 
 impl ChainSpec {
     /// The spec of a named preset's own network (`mainnet` or `minimal`).
@@ -329,6 +370,38 @@ impl ChainSpec {
         } else {
             Self::from_config_yaml(&text)
         }
+    }
+
+    /// This spec as the flat string map of `GET /eth/v1/config/spec`, which
+    /// [`from_config_spec_json`](Self::from_config_spec_json) reads back to an
+    /// equal `ChainSpec`: names, fork schedule, preset constants, domain types.
+    pub fn to_config_map(&self) -> ConfigMap {
+        let hex = |bytes: &[u8]| format!("0x{}", hex::encode(bytes));
+        let mut map = ConfigMap::new();
+        map.insert("PRESET_BASE".into(), self.preset.name.as_str().to_string());
+        map.insert("CONFIG_NAME".into(), self.config_name.clone());
+        map.insert("SECONDS_PER_SLOT".into(), self.seconds_per_slot.to_string());
+        for (fork, version, epoch) in &self.forks {
+            let (version_key, epoch_key) = fork.config_keys();
+            map.insert(version_key.into(), hex(version));
+            if let Some(epoch_key) = epoch_key {
+                map.insert(epoch_key.into(), epoch.to_string());
+            }
+        }
+        for (key, value) in self.preset.constants() {
+            map.insert(key.into(), value.to_string());
+        }
+        for (key, domain) in [
+            ("DOMAIN_BEACON_ATTESTER", DOMAIN_BEACON_ATTESTER),
+            ("DOMAIN_SELECTION_PROOF", DOMAIN_SELECTION_PROOF),
+            (
+                "DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF",
+                DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
+            ),
+        ] {
+            map.insert(key.into(), hex(&domain));
+        }
+        map
     }
 
     fn from_config_map(map: &ConfigMap) -> Result<Self, ConfigError> {
@@ -431,49 +504,7 @@ fn parse_version(key: &str, value: &str) -> Result<Version, ConfigError> {
 /// Overrides preset constants that the config names (the Beacon API's
 /// `config/spec` lists the preset too; a devnet may change them).
 fn apply_preset_overrides(preset: &mut Preset, map: &ConfigMap) -> Result<(), ConfigError> {
-    let fields: [(&str, &mut u64); 13] = [
-        ("SLOTS_PER_EPOCH", &mut preset.SLOTS_PER_EPOCH),
-        (
-            "MAX_COMMITTEES_PER_SLOT",
-            &mut preset.MAX_COMMITTEES_PER_SLOT,
-        ),
-        ("TARGET_COMMITTEE_SIZE", &mut preset.TARGET_COMMITTEE_SIZE),
-        (
-            "TARGET_AGGREGATORS_PER_COMMITTEE",
-            &mut preset.TARGET_AGGREGATORS_PER_COMMITTEE,
-        ),
-        (
-            "EPOCHS_PER_HISTORICAL_VECTOR",
-            &mut preset.EPOCHS_PER_HISTORICAL_VECTOR,
-        ),
-        (
-            "EPOCHS_PER_SLASHINGS_VECTOR",
-            &mut preset.EPOCHS_PER_SLASHINGS_VECTOR,
-        ),
-        (
-            "SLOTS_PER_HISTORICAL_ROOT",
-            &mut preset.SLOTS_PER_HISTORICAL_ROOT,
-        ),
-        ("MIN_SEED_LOOKAHEAD", &mut preset.MIN_SEED_LOOKAHEAD),
-        (
-            "VALIDATOR_REGISTRY_LIMIT",
-            &mut preset.VALIDATOR_REGISTRY_LIMIT,
-        ),
-        ("SYNC_COMMITTEE_SIZE", &mut preset.SYNC_COMMITTEE_SIZE),
-        (
-            "SYNC_COMMITTEE_SUBNET_COUNT",
-            &mut preset.SYNC_COMMITTEE_SUBNET_COUNT,
-        ),
-        (
-            "TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE",
-            &mut preset.TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE,
-        ),
-        (
-            "EPOCHS_PER_SYNC_COMMITTEE_PERIOD",
-            &mut preset.EPOCHS_PER_SYNC_COMMITTEE_PERIOD,
-        ),
-    ];
-    for (key, field) in fields {
+    for (key, field) in preset.u64_constants_mut() {
         if let Some(value) = map.get(key) {
             let parsed = parse_u64(key, value)?;
             if parsed == 0 {
@@ -540,6 +571,19 @@ mod tests {
             spec.fork_name_of_version(&[1, 0, 0, 1]),
             Some(ForkName::Altair)
         );
+    }
+
+    #[test]
+    fn config_map_loads_back_to_the_same_spec() {
+        for spec in [ChainSpec::mainnet(), ChainSpec::minimal()] {
+            let body = serde_json::json!({ "data": spec.to_config_map() }).to_string();
+            assert_eq!(ChainSpec::from_config_spec_json(&body).unwrap(), spec);
+        }
+        let mut custom = ChainSpec::minimal();
+        custom.preset.SLOTS_PER_EPOCH = 4;
+        custom.preset.SHUFFLE_ROUND_COUNT = 7;
+        let body = serde_json::json!({ "data": custom.to_config_map() }).to_string();
+        assert_eq!(ChainSpec::from_config_spec_json(&body).unwrap(), custom);
     }
 
     #[test]

@@ -271,6 +271,11 @@ impl<E: StatePreset> ForkState<E> {
         on_fork!(self, s => &s.randao_mixes)
     }
 
+    /// `state.block_roots`: the last `SLOTS_PER_HISTORICAL_ROOT` block roots, by slot modulo.
+    pub fn block_roots(&self) -> &[Root] {
+        on_fork!(self, s => &s.block_roots)
+    }
+
     /// `state.current_sync_committee` and `state.next_sync_committee`;
     /// `None` before altair.
     pub fn sync_committees(&self) -> Option<(&SyncCommittee<E>, &SyncCommittee<E>)> {

@@ -314,6 +314,18 @@ impl BeaconState {
         on_preset!(&self.state, s => s.randao_mixes())
     }
 
+    /// `get_block_root_at_slot(state, slot)`: `None` unless `slot` is one of
+    /// the `SLOTS_PER_HISTORICAL_ROOT` slots before the state's (where the
+    /// spec asserts).
+    pub fn get_block_root_at_slot(&self, slot: Slot) -> Option<Root> {
+        let history = self.preset.SLOTS_PER_HISTORICAL_ROOT;
+        if slot >= self.slot() || self.slot() > slot.checked_add(history)? {
+            return None;
+        }
+        let roots = on_preset!(&self.state, s => s.block_roots());
+        roots.get(usize::try_from(slot % history).ok()?).copied()
+    }
+
     /// `state.balances`, one per validator, in Gwei.
     pub fn balances(&self) -> &[u64] {
         on_preset!(&self.state, s => match s {
