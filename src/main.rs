@@ -43,12 +43,13 @@ fn main() {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default: info).
+/// Logs to stderr, coloured only on a terminal; `RUST_LOG` filters (default: info).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
