@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, Criterion};
 use ssz::Encode;
-use ssz_types::VariableList;
 
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::filters::Limits;
@@ -24,9 +23,9 @@ use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::spec::signing::selection_proof_signing_root;
-use dv_aggregator::spec::{ChainSpec, ForkName, FAR_FUTURE_EPOCH};
+use dv_aggregator::spec::ChainSpec;
 use dv_aggregator::state::epoch_caches::EpochCommittees;
-use dv_aggregator::state::{decode_state, ForkState, Minimal, PublicKeyBytes, Validator};
+use dv_aggregator::state::{decode_state, ForkState, Minimal};
 
 const VALIDATORS: usize = 16_384;
 const ITEMS: usize = 10_000;
@@ -34,34 +33,8 @@ const ITEMS: usize = 10_000;
 /// A minimal-preset fulu state whose 16,384 validators hold interop keys:
 /// committees of 512, so the decision is not trivially true.
 fn synthetic_state(keys: &[SecretKey]) -> Vec<u8> {
-    let oracle = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/oracle/fulu-minimal-2048/state.ssz"
-    ))
-    .expect("oracle fulu minimal state");
-    let ForkState::Fulu(mut state) =
-        ForkState::<Minimal>::from_ssz_bytes(ForkName::Fulu, &oracle).expect("decodes")
-    else {
-        unreachable!("decoded as fulu")
-    };
-    let validators = keys
-        .iter()
-        .map(|key| Validator {
-            pubkey: PublicKeyBytes(key.public_key().to_bytes()),
-            withdrawal_credentials: Default::default(),
-            effective_balance: 32_000_000_000,
-            slashed: false,
-            activation_eligibility_epoch: 0,
-            activation_epoch: 0,
-            exit_epoch: FAR_FUTURE_EPOCH,
-            withdrawable_epoch: FAR_FUTURE_EPOCH,
-        })
-        .collect();
-    state.validators = VariableList::new(validators).unwrap();
-    state.balances = VariableList::new(vec![32_000_000_000; VALIDATORS]).unwrap();
-    state.previous_epoch_participation = VariableList::new(vec![0; VALIDATORS]).unwrap();
-    state.current_epoch_participation = VariableList::new(vec![0; VALIDATORS]).unwrap();
-    state.inactivity_scores = VariableList::new(vec![0; VALIDATORS]).unwrap();
+    let pubkeys = keys.iter().map(|key| key.public_key().to_bytes());
+    let state = common::fulu_state_with_validators::<Minimal>("fulu-minimal-2048", pubkeys);
     ForkState::Fulu(state).as_ssz_bytes()
 }
 

@@ -8,12 +8,11 @@ mod common;
 
 use criterion::{criterion_group, Criterion};
 use ssz::Encode;
-use ssz_types::VariableList;
 
-use dv_aggregator::spec::{ChainSpec, Fork, ForkName, Root, FAR_FUTURE_EPOCH};
+use dv_aggregator::spec::{ChainSpec, Fork, Root};
 use dv_aggregator::state::epoch_caches::committee_cache_at;
 use dv_aggregator::state::shuffling::shuffle_list;
-use dv_aggregator::state::{decode_state, ForkState, Mainnet, PublicKeyBytes, Validator};
+use dv_aggregator::state::{decode_state, ForkState, Mainnet};
 
 const VALIDATORS: usize = 1_100_000;
 const EPOCH: u64 = 400_000;
@@ -21,44 +20,18 @@ const EPOCH: u64 = 400_000;
 /// A fulu mainnet state whose validators are all active at `EPOCH`. Keys are
 /// distinct byte strings, not curve points: decoding never parses them.
 fn synthetic_state_ssz() -> Vec<u8> {
-    let validators: Vec<Validator> = (0..VALIDATORS)
-        .map(|i| {
-            let mut pubkey = [0u8; 48];
-            pubkey[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            Validator {
-                pubkey: PublicKeyBytes(pubkey),
-                withdrawal_credentials: Root::repeat_byte(1),
-                effective_balance: 32_000_000_000,
-                slashed: false,
-                activation_eligibility_epoch: 0,
-                activation_epoch: 0,
-                exit_epoch: FAR_FUTURE_EPOCH,
-                withdrawable_epoch: FAR_FUTURE_EPOCH,
-            }
-        })
-        .collect();
-    // Start from the oracle's fulu mainnet state (all other fields well formed).
-    let oracle = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/oracle/fulu-mainnet-1024/state.ssz"
-    ))
-    .expect("oracle fulu state");
-    let ForkState::Fulu(mut state) = ForkState::<Mainnet>::from_ssz_bytes(ForkName::Fulu, &oracle)
-        .expect("oracle fulu state decodes")
-    else {
-        unreachable!("decoded as fulu")
-    };
+    let pubkeys = (0..VALIDATORS as u64).map(|i| {
+        let mut pubkey = [0u8; 48];
+        pubkey[..8].copy_from_slice(&i.to_le_bytes());
+        pubkey
+    });
+    let mut state = common::fulu_state_with_validators::<Mainnet>("fulu-mainnet-1024", pubkeys);
     state.slot = EPOCH * 32 + 5;
     state.fork = Fork {
         previous_version: [5, 0, 0, 0],
         current_version: [6, 0, 0, 0],
         epoch: 411_392,
     };
-    state.validators = VariableList::new(validators).expect("within the registry limit");
-    state.balances = VariableList::new(vec![32_000_000_000; VALIDATORS]).unwrap();
-    state.previous_epoch_participation = VariableList::new(vec![7; VALIDATORS]).unwrap();
-    state.current_epoch_participation = VariableList::new(vec![7; VALIDATORS]).unwrap();
-    state.inactivity_scores = VariableList::new(vec![0; VALIDATORS]).unwrap();
     for (i, mix) in state.randao_mixes.iter_mut().enumerate() {
         *mix = Root::from(ethereum_hashing::hash_fixed(&(i as u64).to_le_bytes()));
     }

@@ -48,3 +48,46 @@ pub fn print_overhead(label: &str, baseline_id: &str, candidate_id: &str) {
         _ => println!("overhead {label}: not measured (need both {baseline_id} and {candidate_id})"),
     }
 }
+
+use dv_aggregator::spec::{ForkName, FAR_FUTURE_EPOCH};
+use dv_aggregator::state::forks::BeaconStateFulu;
+use dv_aggregator::state::{ForkState, PublicKeyBytes, StatePreset, Validator};
+use ssz_types::VariableList;
+
+/// The oracle's fulu state of `folder` (every field well formed) with its
+/// registry replaced by validators holding `pubkeys`, active from genesis and
+/// never exiting, with 32 ETH and empty participation.
+pub fn fulu_state_with_validators<E: StatePreset>(
+    folder: &str,
+    pubkeys: impl Iterator<Item = [u8; 48]>,
+) -> BeaconStateFulu<E> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/oracle")
+        .join(folder)
+        .join("state.ssz");
+    let oracle = std::fs::read(&path).expect("oracle state");
+    let ForkState::Fulu(mut state) =
+        ForkState::<E>::from_ssz_bytes(ForkName::Fulu, &oracle).expect("oracle state decodes")
+    else {
+        panic!("{folder} is not a fulu state")
+    };
+    let validators: Vec<Validator> = pubkeys
+        .map(|pubkey| Validator {
+            pubkey: PublicKeyBytes(pubkey),
+            withdrawal_credentials: Default::default(),
+            effective_balance: 32_000_000_000,
+            slashed: false,
+            activation_eligibility_epoch: 0,
+            activation_epoch: 0,
+            exit_epoch: FAR_FUTURE_EPOCH,
+            withdrawable_epoch: FAR_FUTURE_EPOCH,
+        })
+        .collect();
+    let count = validators.len();
+    state.validators = VariableList::new(validators).expect("within the registry limit");
+    state.balances = VariableList::new(vec![32_000_000_000; count]).unwrap();
+    state.previous_epoch_participation = VariableList::new(vec![0; count]).unwrap();
+    state.current_epoch_participation = VariableList::new(vec![0; count]).unwrap();
+    state.inactivity_scores = VariableList::new(vec![0; count]).unwrap();
+    state
+}

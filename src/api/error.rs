@@ -136,6 +136,17 @@ impl ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
+/// A Beacon API error reply `{"code": status, "message": message}`, for
+/// routes whose errors carry no per-item failures.
+pub fn error_reply(status: StatusCode, message: String) -> warp::reply::Response {
+    let body = ErrorMessage {
+        code: status.as_u16(),
+        message,
+        failures: Vec::new(),
+    };
+    error_response(status, &body)
+}
+
 /// A JSON error reply.
 pub(super) fn error_response(status: StatusCode, body: &ErrorMessage) -> warp::reply::Response {
     use warp::Reply;

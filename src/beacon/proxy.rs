@@ -34,8 +34,6 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::api::types::ErrorMessage;
-
 /// Default bound on a forwarded request body: 32 MiB. The largest request a
 /// validator client sends is an SSZ block (`POST /eth/v2/beacon/blocks`), a
 /// few MiB on mainnet with blobs; 32 MiB leaves room without letting one
@@ -155,13 +153,7 @@ impl ProxyError {
 
     /// The Beacon API error reply `{"code": status, "message": ...}`.
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorMessage {
-            code: status.as_u16(),
-            message: self.to_string(),
-            failures: Vec::new(),
-        };
-        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        crate::api::error::error_reply(self.status(), self.to_string())
     }
 }
 

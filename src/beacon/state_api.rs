@@ -19,9 +19,9 @@ use warp::{Filter, Rejection, Reply};
 
 use super::backend::{LoadedState, StateBackend};
 use crate::api::types::{
-    AttesterDuty, CommitteeData, DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse,
-    GenesisData, PublicKeyBytes, StateId, StateResponse, SyncDuty, SyncingData, ValidatorData,
-    ValidatorId, ValidatorRecord, ValidatorStatus, VersionData,
+    AttesterDuty, CommitteeData, DutiesResponse, ForkResponseData, GenericResponse, GenesisData,
+    PublicKeyBytes, StateId, StateResponse, SyncDuty, SyncingData, ValidatorData, ValidatorId,
+    ValidatorRecord, ValidatorStatus, VersionData,
 };
 use crate::api::BackendError;
 use crate::spec::{ChainSpec, Epoch, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
@@ -113,13 +113,7 @@ impl StateApiError {
 
     /// This error as a Beacon API error reply (`{"code", "message"}`).
     pub fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorMessage {
-            code: status.as_u16(),
-            message: self.to_string(),
-            failures: Vec::new(),
-        };
-        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+        crate::api::error::error_reply(self.status(), self.to_string())
     }
 
     fn bad_value(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
