@@ -262,7 +262,7 @@ fn a_partial_by_the_wrong_share_is_rejected_and_names_the_share() {
     assert_eq!(
         error,
         StoreError::InvalidPartial {
-            key,
+            key: Box::new(key),
             share_index: 1,
             sender: Source::Peer(3)
         }
@@ -516,7 +516,7 @@ fn the_store_refuses_duties_beyond_its_capacity() {
     assert_eq!(
         error,
         StoreError::Full {
-            key: second,
+            key: Box::new(second),
             max_duties: 1
         }
     );

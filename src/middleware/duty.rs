@@ -97,3 +97,23 @@ pub struct Partial {
     /// The partial signature.
     pub signature: Signature,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    #[test]
+    fn a_sync_duty_names_its_subcommittee_and_differs_per_subcommittee() {
+        let validator = SecretKey::random().public_key();
+        let first = DutyKey::sync(validator, 9, 0);
+        let second = DutyKey::sync(validator, 9, 1);
+        assert_ne!(first, second);
+        assert_ne!(first, DutyKey::attestation(validator, 9));
+        assert_eq!(
+            second.to_string(),
+            format!("sync selection (subcommittee 1) of validator {validator} at slot 9")
+        );
+        assert_eq!(Source::Peer(3).to_string(), "operator 3");
+    }
+}

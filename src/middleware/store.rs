@@ -42,7 +42,7 @@ pub enum StoreError {
     #[error("share index {share_index} from {sender} is not a share of the {key}")]
     UnknownShare {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The unknown share index.
         share_index: u64,
         /// Who sent it.
@@ -54,7 +54,7 @@ pub enum StoreError {
     )]
     InvalidPartial {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The share index the partial claims.
         share_index: u64,
         /// Who sent it.
@@ -67,7 +67,7 @@ pub enum StoreError {
     )]
     Conflict {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The share index both partials claim.
         share_index: u64,
         /// Who sent the conflicting partial.
@@ -83,7 +83,7 @@ pub enum StoreError {
     )]
     TooFarAhead {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The store's current slot.
         current_slot: Slot,
         /// The configured bound.
@@ -95,7 +95,7 @@ pub enum StoreError {
     )]
     TooOld {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The store's current slot.
         current_slot: Slot,
         /// The configured bound.
@@ -105,7 +105,7 @@ pub enum StoreError {
     #[error("the store already holds its maximum of {max_duties} duties; refused the {key}")]
     Full {
         /// The refused duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// The configured bound.
         max_duties: usize,
     },
@@ -114,9 +114,9 @@ pub enum StoreError {
     #[error("combining the partials of the {key} failed: {source}")]
     Combine {
         /// The duty.
-        key: DutyKey,
+        key: Box<DutyKey>,
         /// What the threshold combination reported.
-        source: ThresholdError,
+        source: Box<ThresholdError>,
     },
 }
 
@@ -268,7 +268,7 @@ impl DutyEntry {
                 Ok(Some(InsertOutcome::Duplicate))
             }
             Some((root, _)) => Err(StoreError::Conflict {
-                key: *key,
+                key: Box::new(*key),
                 share_index: partial.share_index,
                 sender,
                 stored_root: *root,
@@ -298,14 +298,14 @@ impl Inner {
         let current_slot = self.current_slot;
         if key.slot > current_slot.saturating_add(limits.max_slots_ahead) {
             return Err(StoreError::TooFarAhead {
-                key: *key,
+                key: Box::new(*key),
                 current_slot,
                 max_slots_ahead: limits.max_slots_ahead,
             });
         }
         if key.slot < current_slot.saturating_sub(limits.max_slots_behind) {
             return Err(StoreError::TooOld {
-                key: *key,
+                key: Box::new(*key),
                 current_slot,
                 max_slots_behind: limits.max_slots_behind,
             });
@@ -318,7 +318,7 @@ impl Inner {
         self.check_window(key, limits)?;
         if !self.duties.contains_key(key) && self.duties.len() >= limits.max_duties {
             return Err(StoreError::Full {
-                key: *key,
+                key: Box::new(*key),
                 max_duties: limits.max_duties,
             });
         }
@@ -432,7 +432,7 @@ impl PartialStore {
             &partial.signature,
         ) {
             return Err(StoreError::InvalidPartial {
-                key: *key,
+                key: Box::new(*key),
                 share_index: partial.share_index,
                 sender,
             });
@@ -507,7 +507,10 @@ impl PartialStore {
             }
             Err(source) => {
                 stats.combine_failures = stats.combine_failures.saturating_add(1);
-                Err(StoreError::Combine { key: *key, source })
+                Err(StoreError::Combine {
+                    key: Box::new(*key),
+                    source: Box::new(source),
+                })
             }
         }
     }
@@ -616,7 +619,7 @@ impl PartialStore {
         self.known_validator(&key.validator)?
             .get(&share_index)
             .ok_or(StoreError::UnknownShare {
-                key: *key,
+                key: Box::new(*key),
                 share_index,
                 sender,
             })
@@ -626,5 +629,96 @@ impl PartialStore {
     /// a single insert or assignment), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    fn inner_at(current_slot: Slot) -> Inner {
+        Inner {
+            duties: HashMap::new(),
+            current_slot,
+            stats: StoreStats::default(),
+        }
+    }
+
+    fn key_at(slot: Slot) -> DutyKey {
+        DutyKey::attestation(SecretKey::random().public_key(), slot)
+    }
+
+    #[test]
+    fn the_window_saturates_at_both_ends_of_the_slot_range() {
+        let limits = StoreLimits::for_slots_per_epoch(32);
+        assert_eq!((limits.max_slots_ahead, limits.max_slots_behind), (64, 64));
+        assert!(inner_at(0).check_window(&key_at(0), &limits).is_ok());
+        assert!(inner_at(0).check_window(&key_at(64), &limits).is_ok());
+        assert!(matches!(
+            inner_at(0).check_window(&key_at(65), &limits),
+            Err(StoreError::TooFarAhead {
+                current_slot: 0,
+                max_slots_ahead: 64,
+                ..
+            })
+        ));
+        assert!(inner_at(u64::MAX)
+            .check_window(&key_at(u64::MAX), &limits)
+            .is_ok());
+        assert!(matches!(
+            inner_at(u64::MAX).check_window(&key_at(u64::MAX - 65), &limits),
+            Err(StoreError::TooOld {
+                max_slots_behind: 64,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn admit_refuses_a_new_duty_when_full_but_not_a_held_one() {
+        let limits = StoreLimits {
+            max_duties: 1,
+            ..StoreLimits::for_slots_per_epoch(8)
+        };
+        let mut inner = inner_at(10);
+        let held = key_at(10);
+        inner.admit(&held, &limits).unwrap();
+        inner.admit(&held, &limits).unwrap();
+        assert!(matches!(
+            inner.admit(&key_at(11), &limits),
+            Err(StoreError::Full { max_duties: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn latency_stats_keep_count_sum_and_max() {
+        let mut stats = LatencyStats::default();
+        stats.record(Duration::from_millis(30));
+        stats.record(Duration::from_millis(10));
+        assert_eq!(
+            stats,
+            LatencyStats {
+                count: 2,
+                total: Duration::from_millis(40),
+                max: Duration::from_millis(30),
+            }
+        );
+    }
+
+    #[test]
+    fn only_the_stores_own_limits_do_not_blame_the_sender() {
+        let key = Box::new(key_at(1));
+        let full = StoreError::Full {
+            key: key.clone(),
+            max_duties: 1,
+        };
+        let invalid = StoreError::InvalidPartial {
+            key,
+            share_index: 2,
+            sender: Source::Peer(2),
+        };
+        assert!(!full.blames_sender());
+        assert!(invalid.blames_sender());
     }
 }
