@@ -171,6 +171,14 @@ fn cluster_of(cases: &[Case]) -> Cluster {
     Cluster::new(&indices)
 }
 
+/// One validator's cluster, a fresh store, the first attestation case and its duty.
+fn one() -> (Case, Cluster, PartialStore, DutyKey) {
+    let cases = attestation_cases(1);
+    let cluster = cluster_of(&cases);
+    let (store, key) = (cluster.store(), cluster.key(&cases[0]));
+    (cases[0], cluster, store, key)
+}
+
 /// Inserts the partials of `share_indices` as if each came from its own operator.
 fn insert_all(
     cluster: &Cluster,
@@ -209,12 +217,8 @@ fn interop_keys_are_the_oracle_validators() {
 
 #[test]
 fn threshold_partials_combine_to_the_oracle_selection_proof() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    let key = cluster.key(case);
-    let outcomes = insert_all(&cluster, &store, case, &[1, 2, 3]);
+    let (case, cluster, store, key) = one();
+    let outcomes = insert_all(&cluster, &store, &case, &[1, 2, 3]);
     assert_eq!(outcomes[0], InsertOutcome::Stored { have: 1, need: 3 });
     assert_eq!(outcomes[1], InsertOutcome::Stored { have: 2, need: 3 });
     assert_eq!(outcomes[2], InsertOutcome::Combined(case.selection_proof));
@@ -233,13 +237,11 @@ fn threshold_partials_combine_to_the_oracle_selection_proof() {
 
 #[test]
 fn any_three_of_four_partials_give_the_same_proof() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
+    let (case, cluster, _, _) = one();
     for left_out in 1..=OPERATORS {
         let store = cluster.store();
         let chosen: Vec<u64> = (1..=OPERATORS).filter(|&s| s != left_out).collect();
-        let outcomes = insert_all(&cluster, &store, case, &chosen);
+        let outcomes = insert_all(&cluster, &store, &case, &chosen);
         assert_eq!(
             outcomes.last(),
             Some(&InsertOutcome::Combined(case.selection_proof)),
@@ -250,11 +252,7 @@ fn any_three_of_four_partials_give_the_same_proof() {
 
 #[test]
 fn a_partial_by_the_wrong_share_is_rejected_and_names_the_share() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    let key = cluster.key(case);
+    let (case, cluster, store, key) = one();
     // Share 2's signature presented as share 1's, sent by operator 3.
     let mut forged = cluster.partial(case.validator_index, 2, case.signing_root);
     forged.share_index = 1;
@@ -281,7 +279,7 @@ fn a_partial_by_the_wrong_share_is_rejected_and_names_the_share() {
     assert_eq!(stats.rejected.get(&Source::Peer(3)), Some(&1));
     assert_eq!(stats.received.get(&Source::Peer(3)), Some(&1));
     // The honest partials still combine.
-    let outcomes = insert_all(&cluster, &store, case, &[1, 2, 4]);
+    let outcomes = insert_all(&cluster, &store, &case, &[1, 2, 4]);
     assert_eq!(
         outcomes.last(),
         Some(&InsertOutcome::Combined(case.selection_proof))
@@ -290,11 +288,7 @@ fn a_partial_by_the_wrong_share_is_rejected_and_names_the_share() {
 
 #[test]
 fn a_conflicting_partial_is_rejected_and_the_stored_one_stays() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    let key = cluster.key(case);
+    let (case, cluster, store, key) = one();
     let honest = cluster.partial(case.validator_index, 1, case.signing_root);
     store.insert(&key, honest, Source::Local).unwrap();
 
@@ -317,18 +311,14 @@ fn a_conflicting_partial_is_rejected_and_the_stored_one_stays() {
     assert!(matches!(error, StoreError::Conflict { share_index: 1, .. }));
 
     assert_eq!(store.partials_of(&key), vec![honest]);
-    let outcomes = insert_all(&cluster, &store, case, &[2, 3]);
+    let outcomes = insert_all(&cluster, &store, &case, &[2, 3]);
     assert_eq!(outcomes[1], InsertOutcome::Combined(case.selection_proof));
     assert_eq!(store.stats().rejected.get(&Source::Peer(1)), Some(&1));
 }
 
 #[test]
 fn duplicates_are_idempotent_before_and_after_combination() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    let key = cluster.key(case);
+    let (case, cluster, store, key) = one();
     let first = cluster.partial(case.validator_index, 1, case.signing_root);
     assert_eq!(
         store.insert(&key, first, Source::Local).unwrap(),
@@ -340,9 +330,9 @@ fn duplicates_are_idempotent_before_and_after_combination() {
     );
     assert_eq!(store.partials_of(&key).len(), 1);
 
-    insert_all(&cluster, &store, case, &[2, 3]);
+    insert_all(&cluster, &store, &case, &[2, 3]);
     // The fourth share after combination: kept for re-sending, not recombined.
-    let late = insert_all(&cluster, &store, case, &[4, 3]);
+    let late = insert_all(&cluster, &store, &case, &[4, 3]);
     assert_eq!(late, vec![InsertOutcome::Duplicate; 2]);
     assert_eq!(store.partials_of(&key).len(), 4);
     assert_eq!(store.combined(&key), Some(case.selection_proof));
@@ -353,15 +343,11 @@ fn duplicates_are_idempotent_before_and_after_combination() {
 
 #[test]
 fn a_wrong_root_partial_does_not_block_the_honest_ones() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    let key = cluster.key(case);
+    let (case, cluster, store, key) = one();
     // Share 4 signs another root (a misconfigured fork, say) first.
     let stray = cluster.partial(case.validator_index, 4, Root::from([7; 32]));
     store.insert(&key, stray, Source::Peer(4)).unwrap();
-    let outcomes = insert_all(&cluster, &store, case, &[1, 2, 3]);
+    let outcomes = insert_all(&cluster, &store, &case, &[1, 2, 3]);
     assert_eq!(outcomes[1], InsertOutcome::Stored { have: 2, need: 3 });
     assert_eq!(outcomes[2], InsertOutcome::Combined(case.selection_proof));
 }
@@ -400,12 +386,9 @@ async fn a_waiter_is_not_blocked_by_another_duty() {
 
 #[tokio::test]
 async fn a_waiter_registered_after_combination_completes_at_once() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
-    insert_all(&cluster, &store, case, &[1, 2, 3]);
-    let wait = store.wait_combined(&cluster.key(case)).unwrap();
+    let (case, cluster, store, _) = one();
+    insert_all(&cluster, &store, &case, &[1, 2, 3]);
+    let wait = store.wait_combined(&cluster.key(&case)).unwrap();
     let combined = tokio::time::timeout(Duration::from_secs(1), wait)
         .await
         .unwrap();
@@ -457,10 +440,7 @@ fn a_validator_in_two_sync_subcommittees_gets_two_proofs() {
 
 #[test]
 fn duties_outside_the_slot_window_are_refused() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
+    let (case, cluster, store, _) = one();
     let limits = store.limits();
     let current = store.current_slot();
     let validator = cluster.group_key(case.validator_index);
@@ -490,7 +470,7 @@ fn duties_outside_the_slot_window_are_refused() {
     assert_eq!(store.stats().rejected.get(&Source::Peer(1)), Some(&2));
 
     // Moving the window prunes what fell behind.
-    let key = cluster.key(case);
+    let key = cluster.key(&case);
     store.insert(&key, partial, Source::Local).unwrap();
     assert_eq!(
         store.set_current_slot(case.slot + limits.max_slots_behind + 1),
@@ -531,10 +511,7 @@ fn the_store_refuses_duties_beyond_its_capacity() {
 
 #[test]
 fn unknown_validators_and_shares_are_named() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
-    let store = cluster.store();
+    let (case, cluster, store, _) = one();
     let stranger = SecretKey::random().public_key();
     let key = DutyKey::attestation(stranger, case.slot);
     let partial = cluster.partial(case.validator_index, 1, case.signing_root);
@@ -548,7 +525,7 @@ fn unknown_validators_and_shares_are_named() {
     assert!(error.to_string().contains(&stranger.to_string()));
     assert!(store.wait_combined(&key).is_err());
 
-    let key = cluster.key(case);
+    let key = cluster.key(&case);
     let error = store
         .insert(
             &key,
@@ -582,9 +559,7 @@ impl Clock for ManualClock {
 
 #[test]
 fn combine_latency_runs_from_the_first_partial() {
-    let cases = attestation_cases(1);
-    let case = &cases[0];
-    let cluster = cluster_of(&cases);
+    let (case, cluster, _, _) = one();
     let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
     let store = PartialStore::with_clock(
         &cluster.lock,
@@ -592,11 +567,11 @@ fn combine_latency_runs_from_the_first_partial() {
         cluster.state_slot,
         clock.clone(),
     );
-    insert_all(&cluster, &store, case, &[1]);
+    insert_all(&cluster, &store, &case, &[1]);
     clock.advance(Duration::from_millis(40));
-    insert_all(&cluster, &store, case, &[2]);
+    insert_all(&cluster, &store, &case, &[2]);
     clock.advance(Duration::from_millis(60));
-    insert_all(&cluster, &store, case, &[3]);
+    insert_all(&cluster, &store, &case, &[3]);
     let stats = store.stats();
     assert_eq!(stats.combine_latency.count, 1);
     assert_eq!(stats.combine_latency.total, Duration::from_millis(100));
