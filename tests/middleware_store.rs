@@ -275,6 +275,10 @@ fn a_partial_by_the_wrong_share_is_rejected_and_names_the_share() {
         assert!(message.contains(needle), "{message} lacks {needle}");
     }
     assert!(store.partials_of(&key).is_empty());
+    assert!(
+        store.duties().is_empty(),
+        "a refused partial leaves no duty"
+    );
     let stats = store.stats();
     assert_eq!(stats.rejected.get(&Source::Peer(3)), Some(&1));
     assert_eq!(stats.received.get(&Source::Peer(3)), Some(&1));

@@ -14,7 +14,7 @@
 //! kept per share index; those over different signing roots never mix, so a
 //! peer signing a wrong root cannot block the honest partials of a duty.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -37,6 +37,12 @@ pub enum StoreError {
     UnknownValidator {
         /// The group public key that was asked for.
         validator: PublicKey,
+    },
+    /// The sender is not an operator of the cluster lock.
+    #[error("operator {operator} is not in the cluster lock")]
+    UnknownOperator {
+        /// The operator index the partial came with.
+        operator: u64,
     },
     /// The share index has no public key share for this validator.
     #[error("share index {share_index} from {sender} is not a share of the {key}")]
@@ -216,7 +222,8 @@ impl LatencyStats {
 pub struct StoreStats {
     /// Partials handed to [`PartialStore::insert`], by sender.
     pub received: BTreeMap<Source, u64>,
-    /// Partials refused for the sender's fault ([`StoreError::blames_sender`]), by sender.
+    /// Partials refused for the sender's fault ([`StoreError::blames_sender`]),
+    /// by sender; an unknown operator is refused without being counted.
     pub rejected: BTreeMap<Source, u64>,
     /// Duties combined.
     pub combined: u64,
@@ -313,6 +320,27 @@ impl Inner {
         Ok(())
     }
 
+    /// What [`Inner::admit`] and [`DutyEntry::existing`] would say, without
+    /// creating the duty: a partial that then fails verification leaves no
+    /// empty duty behind to fill the store.
+    fn precheck(
+        &self,
+        key: &DutyKey,
+        partial: &Partial,
+        sender: Source,
+        limits: &StoreLimits,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        self.check_window(key, limits)?;
+        match self.duties.get(key) {
+            Some(entry) => entry.existing(key, partial, sender),
+            None if self.duties.len() >= limits.max_duties => Err(StoreError::Full {
+                key: Box::new(*key),
+                max_duties: limits.max_duties,
+            }),
+            None => Ok(None),
+        }
+    }
+
     /// The duty's entry, created if the window and the capacity allow.
     fn admit(&mut self, key: &DutyKey, limits: &StoreLimits) -> Result<&mut DutyEntry, StoreError> {
         self.check_window(key, limits)?;
@@ -332,6 +360,9 @@ impl Inner {
 pub struct PartialStore {
     /// Public key share by share index, by validator group key.
     pubshares: HashMap<PublicKey, HashMap<u64, PublicKey>>,
+    /// Operator indices of the lock: the only peers partials come from, which
+    /// also bounds the per-sender counters.
+    operators: BTreeSet<u64>,
     threshold: u64,
     limits: StoreLimits,
     clock: Arc<dyn Clock>,
@@ -366,6 +397,11 @@ impl PartialStore {
             .collect();
         Self {
             pubshares,
+            operators: lock
+                .operators
+                .iter()
+                .map(|operator| operator.index)
+                .collect(),
             threshold: lock.threshold,
             limits,
             clock,
@@ -402,6 +438,9 @@ impl PartialStore {
         let result = self.verify_and_store(key, partial, sender);
         let mut inner = self.lock();
         let stats = &mut inner.stats;
+        if matches!(result, Err(StoreError::UnknownOperator { .. })) {
+            return result;
+        }
         *stats.received.entry(sender).or_default() += 1;
         if result.as_ref().is_err_and(StoreError::blames_sender) {
             *stats.rejected.entry(sender).or_default() += 1;
@@ -415,16 +454,15 @@ impl PartialStore {
         partial: Partial,
         sender: Source,
     ) -> Result<InsertOutcome, StoreError> {
+        if let Source::Peer(operator) = sender {
+            if !self.operators.contains(&operator) {
+                return Err(StoreError::UnknownOperator { operator });
+            }
+        }
         let pubshare = self.pubshare(key, partial.share_index, sender)?;
         // Cheap refusals first: a duplicate or a conflict needs no pairing.
-        {
-            let mut inner = self.lock();
-            if let Some(outcome) = inner
-                .admit(key, &self.limits)?
-                .existing(key, &partial, sender)?
-            {
-                return Ok(outcome);
-            }
+        if let Some(outcome) = self.lock().precheck(key, &partial, sender, &self.limits)? {
+            return Ok(outcome);
         }
         if !verify_partial(
             pubshare,
