@@ -441,9 +441,9 @@ impl PartialStore {
         if matches!(result, Err(StoreError::UnknownOperator { .. })) {
             return result;
         }
-        *stats.received.entry(sender).or_default() += 1;
+        count(&mut stats.received, sender);
         if result.as_ref().is_err_and(StoreError::blames_sender) {
-            *stats.rejected.entry(sender).or_default() += 1;
+            count(&mut stats.rejected, sender);
         }
         result
     }
@@ -668,6 +668,11 @@ impl PartialStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn count(counters: &mut BTreeMap<Source, u64>, sender: Source) {
+    let counter = counters.entry(sender).or_default();
+    *counter = counter.saturating_add(1);
 }
 
 #[cfg(test)]
