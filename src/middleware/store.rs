@@ -1,0 +1,767 @@
+//! The partial-signature store of a middleware node: verifies each partial
+//! selection proof against its public key share before keeping it, rejects
+//! conflicting partials, combines a duty once `t` partials over the same
+//! signing root are in, and wakes whoever waits for that duty.
+//!
+//! The store owns no clock and no network: the caller tells it the current
+//! slot ([`PartialStore::set_current_slot`]) and bounds each wait itself
+//! (`tokio::time::timeout` around [`PartialStore::wait_combined`]). Each duty
+//! has its own wake-up channel, so a waiter never waits for another duty.
+//!
+//! Crypto runs outside the store's lock: a partial is verified (one pairing
+//! check) and a duty combined (Lagrange interpolation plus one verification
+//! against the group key) while other duties keep being served. Partials are
+//! kept per share index; those over different signing roots never mix, so a
+//! peer signing a wrong root cannot block the honest partials of a duty.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::duty::{DutyKey, Partial, Source};
+use crate::cluster::ClusterLock;
+use crate::crypto::threshold::{combine_and_verify, verify_partial, ThresholdError};
+use crate::crypto::{PublicKey, Signature};
+use crate::spec::{Root, Slot};
+
+/// Why the store refused a partial, a wait or a combination; every variant
+/// names the duty (validator and slot) and, for a partial, its share index
+/// and sender.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The validator is not in the cluster lock.
+    #[error("validator {validator} is not in the cluster lock")]
+    UnknownValidator {
+        /// The group public key that was asked for.
+        validator: PublicKey,
+    },
+    /// The sender is not an operator of the cluster lock.
+    #[error("operator {operator} is not in the cluster lock")]
+    UnknownOperator {
+        /// The operator index the partial came with.
+        operator: u64,
+    },
+    /// The share index has no public key share for this validator.
+    #[error("share index {share_index} from {sender} is not a share of the {key}")]
+    UnknownShare {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// The unknown share index.
+        share_index: u64,
+        /// Who sent it.
+        sender: Source,
+    },
+    /// The partial does not verify against its share's public key.
+    #[error(
+        "partial of share index {share_index} from {sender} for the {key} does not verify against that share's public key"
+    )]
+    InvalidPartial {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// The share index the partial claims.
+        share_index: u64,
+        /// Who sent it.
+        sender: Source,
+    },
+    /// A different partial of the same share index is already stored for this
+    /// duty; the stored one is kept.
+    #[error(
+        "partial of share index {share_index} from {sender} for the {key} conflicts with the stored one (stored signing root {stored_root}, received {received_root}); kept the stored one"
+    )]
+    Conflict {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// The share index both partials claim.
+        share_index: u64,
+        /// Who sent the conflicting partial.
+        sender: Source,
+        /// The signing root of the stored partial.
+        stored_root: Root,
+        /// The signing root of the refused partial (equal when only the signatures differ).
+        received_root: Root,
+    },
+    /// The duty's slot lies too far after the current slot.
+    #[error(
+        "the {key} is more than {max_slots_ahead} slots ahead of the current slot {current_slot}"
+    )]
+    TooFarAhead {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// The store's current slot.
+        current_slot: Slot,
+        /// The configured bound.
+        max_slots_ahead: u64,
+    },
+    /// The duty's slot lies too far before the current slot.
+    #[error(
+        "the {key} is more than {max_slots_behind} slots behind the current slot {current_slot}"
+    )]
+    TooOld {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// The store's current slot.
+        current_slot: Slot,
+        /// The configured bound.
+        max_slots_behind: u64,
+    },
+    /// The store holds its maximum number of duties.
+    #[error("the store already holds its maximum of {max_duties} duties; refused the {key}")]
+    Full {
+        /// The refused duty.
+        key: Box<DutyKey>,
+        /// The configured bound.
+        max_duties: usize,
+    },
+    /// Combining verified partials failed, which means the lock's public
+    /// shares do not belong to the validator's group key.
+    #[error("combining the partials of the {key} failed: {source}")]
+    Combine {
+        /// The duty.
+        key: Box<DutyKey>,
+        /// What the threshold combination reported.
+        source: Box<ThresholdError>,
+    },
+}
+
+impl StoreError {
+    /// Whether the sender of the partial is to blame (counted as a rejected
+    /// partial of that sender), as opposed to the store's own bounds or lock.
+    pub fn blames_sender(&self) -> bool {
+        !matches!(self, StoreError::Full { .. } | StoreError::Combine { .. })
+    }
+}
+
+/// What [`PartialStore::insert`] did with a valid partial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored; `have` partials over its signing root are in, `need` are needed.
+    Stored {
+        /// Partials over this partial's signing root, this one included.
+        have: usize,
+        /// The threshold t.
+        need: u64,
+    },
+    /// Already stored, or the duty was already combined (the partial is kept
+    /// for re-sending but not combined again).
+    Duplicate,
+    /// This partial completed the threshold: the combined selection proof,
+    /// verified against the validator's group key.
+    Combined(Signature),
+}
+
+/// Bounds on what the store accepts and holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Duties more than this many slots after the current slot are refused.
+    pub max_slots_ahead: u64,
+    /// Duties more than this many slots before the current slot are refused (and pruned).
+    pub max_slots_behind: u64,
+    /// The most duties held at once.
+    pub max_duties: usize,
+}
+
+impl StoreLimits {
+    /// The default bound on duties held: 64 validators' attestation and sync
+    /// selections over five epochs of 32 slots, or many more validators'
+    /// attestation selections alone.
+    pub const DEFAULT_MAX_DUTIES: usize = 65_536;
+
+    /// Two epochs either side of the current slot (a VC asks for the next
+    /// epoch's selections at the start of the current one) and
+    /// [`Self::DEFAULT_MAX_DUTIES`].
+    pub fn for_slots_per_epoch(slots_per_epoch: u64) -> Self {
+        let two_epochs = slots_per_epoch.saturating_mul(2);
+        Self {
+            max_slots_ahead: two_epochs,
+            max_slots_behind: two_epochs,
+            max_duties: Self::DEFAULT_MAX_DUTIES,
+        }
+    }
+}
+
+/// Where the store reads the time of a partial's arrival, for the combine latency.
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Instant;
+}
+
+/// [`Clock`] over `std::time::Instant::now`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Summary of the time from a duty's first stored partial to its combination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyStats {
+    /// Combinations measured.
+    pub count: u64,
+    /// Sum of their latencies.
+    pub total: Duration,
+    /// The largest latency seen.
+    pub max: Duration,
+}
+
+impl LatencyStats {
+    fn record(&mut self, latency: Duration) {
+        self.count = self.count.saturating_add(1);
+        self.total = self.total.saturating_add(latency);
+        self.max = self.max.max(latency);
+    }
+}
+
+/// Counters for the middleware's `/metrics`, as a snapshot ([`PartialStore::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Partials handed to [`PartialStore::insert`], by sender.
+    pub received: BTreeMap<Source, u64>,
+    /// Partials refused for the sender's fault ([`StoreError::blames_sender`]),
+    /// by sender; an unknown operator is refused without being counted.
+    pub rejected: BTreeMap<Source, u64>,
+    /// Duties combined.
+    pub combined: u64,
+    /// Combinations that failed ([`StoreError::Combine`]).
+    pub combine_failures: u64,
+    /// Time from a duty's first stored partial to its combination.
+    pub combine_latency: LatencyStats,
+    /// Duties held when the snapshot was taken.
+    pub duties: usize,
+}
+
+/// The state of one duty.
+struct DutyEntry {
+    /// One partial per share index, with the root it signs.
+    partials: BTreeMap<u64, (Root, Signature)>,
+    first_partial_at: Option<Instant>,
+    /// A combination of this duty runs outside the lock.
+    combining: bool,
+    combined: watch::Sender<Option<Signature>>,
+}
+
+impl DutyEntry {
+    fn new() -> Self {
+        Self {
+            partials: BTreeMap::new(),
+            first_partial_at: None,
+            combining: false,
+            combined: watch::Sender::new(None),
+        }
+    }
+
+    fn combined(&self) -> Option<Signature> {
+        *self.combined.borrow()
+    }
+
+    /// `Some(Duplicate)` for a partial already stored, an error for one that
+    /// conflicts with the stored partial of its share, `None` for a new share.
+    fn existing(
+        &self,
+        key: &DutyKey,
+        partial: &Partial,
+        sender: Source,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        match self.partials.get(&partial.share_index) {
+            None => Ok(None),
+            Some((root, signature))
+                if *root == partial.signing_root && *signature == partial.signature =>
+            {
+                Ok(Some(InsertOutcome::Duplicate))
+            }
+            Some((root, _)) => Err(StoreError::Conflict {
+                key: Box::new(*key),
+                share_index: partial.share_index,
+                sender,
+                stored_root: *root,
+                received_root: partial.signing_root,
+            }),
+        }
+    }
+
+    /// The stored partials over `root`.
+    fn partials_over(&self, root: &Root) -> Vec<(u64, Signature)> {
+        self.partials
+            .iter()
+            .filter(|(_, (signed, _))| signed == root)
+            .map(|(index, (_, signature))| (*index, *signature))
+            .collect()
+    }
+}
+
+struct Inner {
+    duties: HashMap<DutyKey, DutyEntry>,
+    current_slot: Slot,
+    stats: StoreStats,
+}
+
+impl Inner {
+    fn check_window(&self, key: &DutyKey, limits: &StoreLimits) -> Result<(), StoreError> {
+        let current_slot = self.current_slot;
+        if key.slot > current_slot.saturating_add(limits.max_slots_ahead) {
+            return Err(StoreError::TooFarAhead {
+                key: Box::new(*key),
+                current_slot,
+                max_slots_ahead: limits.max_slots_ahead,
+            });
+        }
+        if key.slot < current_slot.saturating_sub(limits.max_slots_behind) {
+            return Err(StoreError::TooOld {
+                key: Box::new(*key),
+                current_slot,
+                max_slots_behind: limits.max_slots_behind,
+            });
+        }
+        Ok(())
+    }
+
+    /// What [`Inner::admit`] and [`DutyEntry::existing`] would say, without
+    /// creating the duty: a partial that then fails verification leaves no
+    /// empty duty behind to fill the store.
+    fn precheck(
+        &self,
+        key: &DutyKey,
+        partial: &Partial,
+        sender: Source,
+        limits: &StoreLimits,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        self.check_window(key, limits)?;
+        match self.duties.get(key) {
+            Some(entry) => entry.existing(key, partial, sender),
+            None if self.duties.len() >= limits.max_duties => Err(StoreError::Full {
+                key: Box::new(*key),
+                max_duties: limits.max_duties,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// The duty's entry, created if the window and the capacity allow.
+    fn admit(&mut self, key: &DutyKey, limits: &StoreLimits) -> Result<&mut DutyEntry, StoreError> {
+        self.check_window(key, limits)?;
+        if !self.duties.contains_key(key) && self.duties.len() >= limits.max_duties {
+            return Err(StoreError::Full {
+                key: Box::new(*key),
+                max_duties: limits.max_duties,
+            });
+        }
+        Ok(self.duties.entry(*key).or_insert_with(DutyEntry::new))
+    }
+}
+
+/// The partial selection proofs of a cluster's duties and their combinations;
+/// `Send + Sync`, shared behind an `Arc` by the VC-facing routes and the peer
+/// exchange.
+pub struct PartialStore {
+    /// Public key share by share index, by validator group key.
+    pubshares: HashMap<PublicKey, HashMap<u64, PublicKey>>,
+    /// Operator indices of the lock: the only peers partials come from, which
+    /// also bounds the per-sender counters.
+    operators: BTreeSet<u64>,
+    threshold: u64,
+    limits: StoreLimits,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+}
+
+impl PartialStore {
+    /// A store for the validators of `lock` (its public shares and threshold),
+    /// accepting duties around `current_slot`, timed by the system clock.
+    pub fn new(lock: &ClusterLock, limits: StoreLimits, current_slot: Slot) -> Self {
+        Self::with_clock(lock, limits, current_slot, Arc::new(SystemClock))
+    }
+
+    /// As [`Self::new`], with the clock that times the combine latency.
+    pub fn with_clock(
+        lock: &ClusterLock,
+        limits: StoreLimits,
+        current_slot: Slot,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let pubshares = lock
+            .validators
+            .iter()
+            .map(|validator| {
+                let shares = validator
+                    .public_shares
+                    .iter()
+                    .map(|(index, key)| (*index, *key))
+                    .collect();
+                (validator.pubkey, shares)
+            })
+            .collect();
+        Self {
+            pubshares,
+            operators: lock
+                .operators
+                .iter()
+                .map(|operator| operator.index)
+                .collect(),
+            threshold: lock.threshold,
+            limits,
+            clock,
+            inner: Mutex::new(Inner {
+                duties: HashMap::new(),
+                current_slot,
+                stats: StoreStats::default(),
+            }),
+        }
+    }
+
+    /// The threshold t.
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    /// The bounds the store enforces.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Verifies `partial` against its share's public key and stores it for
+    /// `key`; combines the duty when this partial completes the threshold.
+    ///
+    /// Runs up to two BLS verifications (the partial, then the combination
+    /// against the group key) on the calling thread; async callers with many
+    /// partials should use `spawn_blocking`.
+    pub fn insert(
+        &self,
+        key: &DutyKey,
+        partial: Partial,
+        sender: Source,
+    ) -> Result<InsertOutcome, StoreError> {
+        let result = self.verify_and_store(key, partial, sender);
+        let mut inner = self.lock();
+        let stats = &mut inner.stats;
+        if matches!(result, Err(StoreError::UnknownOperator { .. })) {
+            return result;
+        }
+        count(&mut stats.received, sender);
+        if result.as_ref().is_err_and(StoreError::blames_sender) {
+            count(&mut stats.rejected, sender);
+        }
+        result
+    }
+
+    fn verify_and_store(
+        &self,
+        key: &DutyKey,
+        partial: Partial,
+        sender: Source,
+    ) -> Result<InsertOutcome, StoreError> {
+        if let Source::Peer(operator) = sender {
+            if !self.operators.contains(&operator) {
+                return Err(StoreError::UnknownOperator { operator });
+            }
+        }
+        let pubshare = self.pubshare(key, partial.share_index, sender)?;
+        // Cheap refusals first: a duplicate or a conflict needs no pairing.
+        if let Some(outcome) = self.lock().precheck(key, &partial, sender, &self.limits)? {
+            return Ok(outcome);
+        }
+        if !verify_partial(
+            pubshare,
+            partial.signing_root.as_slice(),
+            &partial.signature,
+        ) {
+            return Err(StoreError::InvalidPartial {
+                key: Box::new(*key),
+                share_index: partial.share_index,
+                sender,
+            });
+        }
+        let arrived = self.clock.now();
+        let ready = {
+            let mut inner = self.lock();
+            // The lock was released for the verification: look again.
+            let entry = inner.admit(key, &self.limits)?;
+            if let Some(outcome) = entry.existing(key, &partial, sender)? {
+                return Ok(outcome);
+            }
+            entry.partials.insert(
+                partial.share_index,
+                (partial.signing_root, partial.signature),
+            );
+            entry.first_partial_at.get_or_insert(arrived);
+            if entry.combined().is_some() {
+                return Ok(InsertOutcome::Duplicate);
+            }
+            let partials = entry.partials_over(&partial.signing_root);
+            let have = partials.len();
+            if entry.combining || (have as u64) < self.threshold {
+                return Ok(InsertOutcome::Stored {
+                    have,
+                    need: self.threshold,
+                });
+            }
+            entry.combining = true;
+            partials
+        };
+        self.combine(key, &partial.signing_root, &ready)
+    }
+
+    /// Combines verified partials outside the lock and publishes the result.
+    fn combine(
+        &self,
+        key: &DutyKey,
+        signing_root: &Root,
+        partials: &[(u64, Signature)],
+    ) -> Result<InsertOutcome, StoreError> {
+        let pubshares = self.known_validator(&key.validator)?;
+        // Every partial was verified on arrival, so the fast path (combine t,
+        // verify once against the group key) is the only path honest input takes.
+        let result = combine_and_verify(
+            &key.validator,
+            signing_root.as_slice(),
+            partials,
+            pubshares,
+            self.threshold,
+        );
+        let finished = self.clock.now();
+        let mut inner = self.lock();
+        let mut latency = None;
+        if let Some(entry) = inner.duties.get_mut(key) {
+            entry.combining = false;
+            if let Ok(signature) = &result {
+                entry.combined.send_replace(Some(*signature));
+                latency = entry
+                    .first_partial_at
+                    .map(|first| finished.saturating_duration_since(first));
+            }
+        }
+        let stats = &mut inner.stats;
+        match result {
+            Ok(signature) => {
+                stats.combined = stats.combined.saturating_add(1);
+                if let Some(latency) = latency {
+                    stats.combine_latency.record(latency);
+                }
+                Ok(InsertOutcome::Combined(signature))
+            }
+            Err(source) => {
+                stats.combine_failures = stats.combine_failures.saturating_add(1);
+                Err(StoreError::Combine {
+                    key: Box::new(*key),
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+
+    /// Waits for the duty's combined selection proof. The duty is registered
+    /// now (refused like a partial when its validator is unknown, its slot out
+    /// of the window or the store full), so the wait sees a combination that
+    /// happens at any later time. If the duty is pruned first, the future
+    /// never completes: bound it with `tokio::time::timeout`.
+    pub fn wait_combined(
+        &self,
+        key: &DutyKey,
+    ) -> Result<impl Future<Output = Signature> + Send + 'static, StoreError> {
+        self.known_validator(&key.validator)?;
+        let mut receiver = self.lock().admit(key, &self.limits)?.combined.subscribe();
+        Ok(async move {
+            let combined = receiver
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|value| *value);
+            match combined {
+                Some(signature) => signature,
+                None => std::future::pending().await,
+            }
+        })
+    }
+
+    /// The duty's combined selection proof, if it reached the threshold.
+    pub fn combined(&self, key: &DutyKey) -> Option<Signature> {
+        self.lock().duties.get(key).and_then(DutyEntry::combined)
+    }
+
+    /// Every verified partial stored for the duty, by share index: what a node
+    /// re-sends to a peer that restarted.
+    pub fn partials_of(&self, key: &DutyKey) -> Vec<Partial> {
+        self.lock()
+            .duties
+            .get(key)
+            .map(|entry| {
+                entry
+                    .partials
+                    .iter()
+                    .map(|(share_index, (signing_root, signature))| Partial {
+                        share_index: *share_index,
+                        signing_root: *signing_root,
+                        signature: *signature,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The duties held, in no particular order.
+    pub fn duties(&self) -> Vec<DutyKey> {
+        self.lock().duties.keys().copied().collect()
+    }
+
+    /// Moves the window to `current_slot` and prunes the duties that fell
+    /// behind it; returns how many were pruned.
+    pub fn set_current_slot(&self, current_slot: Slot) -> usize {
+        self.lock().current_slot = current_slot;
+        self.prune(current_slot.saturating_sub(self.limits.max_slots_behind))
+    }
+
+    /// The slot the window is centred on.
+    pub fn current_slot(&self) -> Slot {
+        self.lock().current_slot
+    }
+
+    /// Drops every duty whose slot is before `before_slot` (their waiters stay
+    /// pending); returns how many were dropped.
+    pub fn prune(&self, before_slot: Slot) -> usize {
+        let mut inner = self.lock();
+        let held = inner.duties.len();
+        inner.duties.retain(|key, _| key.slot >= before_slot);
+        held.saturating_sub(inner.duties.len())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> StoreStats {
+        let inner = self.lock();
+        StoreStats {
+            duties: inner.duties.len(),
+            ..inner.stats.clone()
+        }
+    }
+
+    fn known_validator(
+        &self,
+        validator: &PublicKey,
+    ) -> Result<&HashMap<u64, PublicKey>, StoreError> {
+        self.pubshares
+            .get(validator)
+            .ok_or(StoreError::UnknownValidator {
+                validator: *validator,
+            })
+    }
+
+    fn pubshare(
+        &self,
+        key: &DutyKey,
+        share_index: u64,
+        sender: Source,
+    ) -> Result<&PublicKey, StoreError> {
+        self.known_validator(&key.validator)?
+            .get(&share_index)
+            .ok_or(StoreError::UnknownShare {
+                key: Box::new(*key),
+                share_index,
+                sender,
+            })
+    }
+
+    /// A panic elsewhere cannot leave the maps half-updated (every update is
+    /// a single insert or assignment), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn count(counters: &mut BTreeMap<Source, u64>, sender: Source) {
+    let counter = counters.entry(sender).or_default();
+    *counter = counter.saturating_add(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    fn inner_at(current_slot: Slot) -> Inner {
+        Inner {
+            duties: HashMap::new(),
+            current_slot,
+            stats: StoreStats::default(),
+        }
+    }
+
+    fn key_at(slot: Slot) -> DutyKey {
+        DutyKey::attestation(SecretKey::random().public_key(), slot)
+    }
+
+    #[test]
+    fn the_window_saturates_at_both_ends_of_the_slot_range() {
+        let limits = StoreLimits::for_slots_per_epoch(32);
+        assert_eq!((limits.max_slots_ahead, limits.max_slots_behind), (64, 64));
+        assert!(inner_at(0).check_window(&key_at(0), &limits).is_ok());
+        assert!(inner_at(0).check_window(&key_at(64), &limits).is_ok());
+        assert!(matches!(
+            inner_at(0).check_window(&key_at(65), &limits),
+            Err(StoreError::TooFarAhead {
+                current_slot: 0,
+                max_slots_ahead: 64,
+                ..
+            })
+        ));
+        assert!(inner_at(u64::MAX)
+            .check_window(&key_at(u64::MAX), &limits)
+            .is_ok());
+        assert!(matches!(
+            inner_at(u64::MAX).check_window(&key_at(u64::MAX - 65), &limits),
+            Err(StoreError::TooOld {
+                max_slots_behind: 64,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn admit_refuses_a_new_duty_when_full_but_not_a_held_one() {
+        let limits = StoreLimits {
+            max_duties: 1,
+            ..StoreLimits::for_slots_per_epoch(8)
+        };
+        let mut inner = inner_at(10);
+        let held = key_at(10);
+        inner.admit(&held, &limits).unwrap();
+        inner.admit(&held, &limits).unwrap();
+        assert!(matches!(
+            inner.admit(&key_at(11), &limits),
+            Err(StoreError::Full { max_duties: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn latency_stats_keep_count_sum_and_max() {
+        let mut stats = LatencyStats::default();
+        stats.record(Duration::from_millis(30));
+        stats.record(Duration::from_millis(10));
+        assert_eq!(
+            stats,
+            LatencyStats {
+                count: 2,
+                total: Duration::from_millis(40),
+                max: Duration::from_millis(30),
+            }
+        );
+    }
+
+    #[test]
+    fn only_the_stores_own_limits_do_not_blame_the_sender() {
+        let key = Box::new(key_at(1));
+        let full = StoreError::Full {
+            key: key.clone(),
+            max_duties: 1,
+        };
+        let invalid = StoreError::InvalidPartial {
+            key,
+            share_index: 2,
+            sender: Source::Peer(2),
+        };
+        assert!(!full.blames_sender());
+        assert!(invalid.blames_sender());
+    }
+}
