@@ -15,10 +15,12 @@
 //! - [`crypto`]: BLS over `blst` (min_pk), batch verification, threshold
 //!   signatures and EIP-2335 keystores.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
+//! - [`middleware`]: the DV middleware; so far its peer protocol.
 
 pub mod api;
 pub mod beacon;
 pub mod cluster;
 pub mod crypto;
+pub mod middleware;
 pub mod spec;
 pub mod state;
