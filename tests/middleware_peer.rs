@@ -195,31 +195,31 @@ async fn post(
     (status, response.json().await.unwrap())
 }
 
-/// Posts a request that must be refused with `status` and an error body
-/// whose message contains `named`.
-async fn expect_refused(
-    addr: SocketAddr,
-    case: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    status: u16,
-    named: &str,
-) {
-    let (got, reply) = post(addr, headers, body).await;
-    assert_eq!(got, status, "{case}: {reply}");
-    assert_eq!(reply["code"], status, "{case}: {reply}");
-    let message = reply["message"].as_str().unwrap();
-    assert!(message.contains(named), "{case}: {message}");
+/// A request the endpoint must refuse: what it is, its operator and
+/// signature headers, its body, the status and what the error message names.
+type Refusal<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a String>,
+    &'a Vec<u8>,
+    u16,
+    &'a str,
+);
+
+/// `max_attempts` attempts, backoff from `initial_ms` doubling to `max_ms`,
+/// all within `total_ms`; one attempt gets at most a second.
+fn policy(max_attempts: u32, initial_ms: u64, max_ms: u64, total_ms: u64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(initial_ms),
+        max_backoff: Duration::from_millis(max_ms),
+        request_timeout: Duration::from_secs(1),
+        total_timeout: Duration::from_millis(total_ms),
+    }
 }
 
 fn fast_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-        request_timeout: Duration::from_secs(2),
-        total_timeout: Duration::from_secs(2),
-    }
+    policy(4, 50, 200, 2_000)
 }
 
 #[tokio::test]
@@ -283,88 +283,76 @@ async fn requests_without_a_valid_node_key_signature_are_refused() {
     let addr = cluster.addr(2);
     let body = body_of(1, &cluster.partials(1, 5));
     let own = signature_header(&cluster.node_key(1), 2, &body);
-    let by_operator_3 = signature_header(&cluster.node_key(3), 2, &body);
-    let for_operator_3 = signature_header(&cluster.node_key(1), 3, &body);
+    let by_3 = signature_header(&cluster.node_key(3), 2, &body);
+    let for_3 = signature_header(&cluster.node_key(1), 3, &body);
     let mut tampered = body.clone();
     let at = tampered.iter().position(|&b| b == b'5').unwrap();
     tampered[at] = b'6';
-    let op = |index: &str| (OPERATOR_HEADER, index.to_string());
-    let sig = |signature: &String| (SIGNATURE_HEADER, signature.clone());
-
-    expect_refused(
-        addr,
-        "another operator's key",
-        &[op("1"), sig(&by_operator_3)],
-        body.clone(),
-        401,
-        "operator 1",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "signed for another recipient",
-        &[op("1"), sig(&for_operator_3)],
-        body.clone(),
-        401,
-        "operator 1",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "tampered body",
-        &[op("1"), sig(&own)],
-        tampered,
-        401,
-        "operator 1",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "no signature",
-        &[op("1")],
-        body.clone(),
-        401,
-        "operator 1",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "no operator",
-        &[sig(&own)],
-        body.clone(),
-        401,
-        OPERATOR_HEADER,
-    )
-    .await;
-    expect_refused(
-        addr,
-        "unknown operator",
-        &[op("9"), sig(&own)],
-        body.clone(),
-        403,
-        "operator 9",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "this node's own index",
-        &[op("2"), sig(&own)],
-        body.clone(),
-        403,
-        "operator 2",
-    )
-    .await;
-    expect_refused(
-        addr,
-        "body from another sender",
-        &[op("3"), sig(&by_operator_3)],
-        body.clone(),
-        403,
-        "operator 3",
-    )
-    .await;
+    let cases: [Refusal; 8] = [
+        (
+            "another operator's key",
+            Some("1"),
+            Some(&by_3),
+            &body,
+            401,
+            "operator 1",
+        ),
+        (
+            "signed for another peer",
+            Some("1"),
+            Some(&for_3),
+            &body,
+            401,
+            "operator 1",
+        ),
+        (
+            "tampered body",
+            Some("1"),
+            Some(&own),
+            &tampered,
+            401,
+            "operator 1",
+        ),
+        ("no signature", Some("1"), None, &body, 401, "operator 1"),
+        ("no operator", None, Some(&own), &body, 401, OPERATOR_HEADER),
+        (
+            "unknown operator",
+            Some("9"),
+            Some(&own),
+            &body,
+            403,
+            "operator 9",
+        ),
+        (
+            "this node's own index",
+            Some("2"),
+            Some(&own),
+            &body,
+            403,
+            "operator 2",
+        ),
+        (
+            "another sender's body",
+            Some("3"),
+            Some(&by_3),
+            &body,
+            403,
+            "operator 3",
+        ),
+    ];
+    for (case, operator, signature, body, status, named) in cases {
+        let mut headers = Vec::new();
+        headers.extend(operator.map(|index| (OPERATOR_HEADER, index.to_string())));
+        headers.extend(signature.map(|sig| (SIGNATURE_HEADER, sig.clone())));
+        let (got, reply) = post(addr, &headers, body.clone()).await;
+        assert_eq!(got, status, "{case}: {reply}");
+        assert_eq!(reply["code"], status, "{case}: {reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(named), "{case}: {message}");
+    }
     // The control: the same body, rightly signed, is taken.
-    let (status, _) = post(addr, &[op("1"), sig(&own)], body).await;
+    let signed = [(OPERATOR_HEADER, "1".into()), (SIGNATURE_HEADER, own)];
+    let (status, _) = post(addr, &signed, body).await;
     assert_eq!(status, 200);
     assert_eq!(sink.received().len(), 3);
     assert!(sink.received().iter().all(|(from, _)| *from == 1));
@@ -376,10 +364,7 @@ async fn an_operator_known_only_by_enr_cannot_authenticate() {
     let mut charon_like = cluster.lock.clone();
     charon_like.operators[0].identity = NodeIdentity::Enr("enr:-test".into());
     let sink = cluster.serve_with(2, charon_like);
-    let policy = RetryPolicy {
-        initial_backoff: Duration::from_secs(2),
-        ..fast_policy()
-    };
+    let policy = policy(4, 2_000, 2_000, 5_000);
     let client = cluster.client(1, policy);
 
     let started = Instant::now();
@@ -436,13 +421,7 @@ async fn a_down_peer_delays_no_other_and_is_named() {
     let sinks: Vec<_> = (2..=3).map(|i| cluster.serve(i)).collect();
     cluster.take_down(4);
     // Retries of the down peer take 250 + 500 + 500 ms.
-    let policy = RetryPolicy {
-        max_attempts: 4,
-        initial_backoff: Duration::from_millis(250),
-        max_backoff: Duration::from_millis(500),
-        request_timeout: Duration::from_secs(1),
-        total_timeout: Duration::from_secs(3),
-    };
+    let policy = policy(4, 250, 500, 3_000);
     let client = cluster.client(1, policy);
     let partials = cluster.partials(1, 8);
 
@@ -511,13 +490,7 @@ async fn a_peer_that_comes_up_during_the_backoff_gets_the_partials() {
     let mut cluster = Cluster::new().await;
     let addr = cluster.addr(2);
     cluster.take_down(2);
-    let policy = RetryPolicy {
-        max_attempts: 20,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(100),
-        request_timeout: Duration::from_secs(1),
-        total_timeout: Duration::from_secs(5),
-    };
+    let policy = policy(20, 50, 100, 5_000);
     let client = cluster.client(1, policy);
     let partials = cluster.partials(1, 9);
     let lock = cluster.lock.clone();
