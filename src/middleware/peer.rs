@@ -11,7 +11,9 @@
 //! There is no replay window in time: a partial is self-authenticating (it
 //! verifies against its public share) and storing it again is idempotent, so
 //! a replayed request can only repeat what its sender already said; the node
-//! key only keeps strangers out.
+//! key only keeps strangers out. For the same reason the message carries no
+//! send time (`sent_at_slot`): a receiver refuses duties too far from its
+//! own clock per partial, in the store, not per message.
 
 use serde::{Deserialize, Serialize};
 use serde_utils::quoted_u64::{require_quotes as quoted_u64, Quoted};
@@ -33,9 +35,11 @@ pub const PEER_SIGNING_PREFIX: &[u8] = b"dv-aggregator/peer/v1";
 /// Most partials in one message: one per validator share of a 64k-key
 /// cluster for one duty.
 pub const MAX_PARTIALS_PER_MESSAGE: usize = 65_536;
-/// Largest accepted request body: about 330 bytes per item at
-/// [`MAX_PARTIALS_PER_MESSAGE`] items is 21 MiB, so a full message may need
-/// splitting; 16 MiB bounds the memory of one request.
+/// Largest accepted request body. A partial takes up to about 512 bytes of
+/// JSON, so a message of [`MAX_PARTIALS_PER_MESSAGE`] partials would not fit:
+/// senders split their batches (see
+/// [`super::peer_client::PARTIALS_PER_REQUEST`]); 16 MiB bounds the memory
+/// of one request.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a peer request does not authenticate.

@@ -15,12 +15,17 @@ use tokio::time::Instant;
 
 use super::peer::{
     peer_signing_message, ItemOutcome, PartialItem, PartialsMessage, MAX_BODY_BYTES,
-    MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, PARTIALS_PATH, SIGNATURE_HEADER,
+    OPERATOR_HEADER, PARTIALS_PATH, SIGNATURE_HEADER,
 };
 use crate::api::types::{ErrorMessage, GenericResponse};
 use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::SecretKey;
 
+/// Most partials in one request: at most about 512 bytes of JSON each, so
+/// 4 MiB a request, well under [`MAX_BODY_BYTES`] and
+/// [`super::peer::MAX_PARTIALS_PER_MESSAGE`], and a batch the peer checks in a fraction
+/// of a second.
+pub const PARTIALS_PER_REQUEST: usize = 8_192;
 /// Longest error reply of a peer that is read, for its message.
 const MAX_ERROR_REPLY_BYTES: u64 = 64 * 1024;
 /// Upper bound of the JSON of one [`ItemOutcome`] a well-behaved peer sends
@@ -111,7 +116,7 @@ pub enum PeerError {
         reason: String,
     },
     /// The message exceeds what a peer accepts.
-    #[error("{items} partials ({bytes} bytes) exceed the limit of {MAX_PARTIALS_PER_MESSAGE} partials and {MAX_BODY_BYTES} bytes per message")]
+    #[error("a request of {items} partials encodes to {bytes} bytes, over the limit of {MAX_BODY_BYTES} bytes")]
     TooLarge {
         /// Partials in the message.
         items: usize,
@@ -262,14 +267,16 @@ impl PeerClient {
     }
 
     /// Sends `items` to peer `to_operator`, retrying per the policy; the
-    /// outcomes are in the order of `items`.
+    /// outcomes are in the order of `items`. More than
+    /// [`PARTIALS_PER_REQUEST`] items go in several requests, one after the
+    /// other, each with the policy's retries and time limit.
     pub async fn send(
         &self,
         to_operator: u64,
         items: &[PartialItem],
     ) -> Result<Vec<ItemOutcome>, PeerError> {
-        let body = self.encode(items)?;
-        self.send_body(to_operator, body, items.len()).await
+        let requests = encode_requests(self.self_index, items, PARTIALS_PER_REQUEST)?;
+        self.send_requests(to_operator, &requests).await
     }
 
     /// Sends `items` to every peer at once and yields each peer's reply as
@@ -278,14 +285,14 @@ impl PeerClient {
         &'a self,
         items: &'a [PartialItem],
     ) -> impl Stream<Item = PeerReply> + 'a {
-        let body = self.encode(items);
+        let requests = encode_requests(self.self_index, items, PARTIALS_PER_REQUEST);
         self.peers
             .keys()
-            .map(|&operator| {
-                let body = body.clone();
+            .map(move |&operator| {
+                let requests = requests.clone();
                 async move {
-                    let result = match body {
-                        Ok(body) => self.send_body(operator, body, items.len()).await,
+                    let result = match requests {
+                        Ok(requests) => self.send_requests(operator, &requests).await,
                         Err(error) => Err(error),
                     };
                     PeerReply { operator, result }
@@ -295,35 +302,29 @@ impl PeerClient {
     }
 
     /// Sends `items` to every peer at once; one reply per peer, by operator
-    /// index, when the last peer has answered or run out of retries (at most
-    /// the policy's `total_timeout` after the call).
+    /// index, when the last peer has answered or run out of retries (for a
+    /// single request, at most the policy's `total_timeout` after the call).
     pub async fn broadcast(&self, items: &[PartialItem]) -> Vec<PeerReply> {
         let mut replies: Vec<PeerReply> = self.broadcast_each(items).collect().await;
         replies.sort_by_key(|reply| reply.operator);
         replies
     }
 
-    fn encode(&self, items: &[PartialItem]) -> Result<Bytes, PeerError> {
-        let message = PartialsMessage {
-            from_operator: self.self_index,
-            partials: items,
-        };
-        let body = serde_json::to_vec(&message).map_err(|e| PeerError::Encode(e.to_string()))?;
-        if items.len() > MAX_PARTIALS_PER_MESSAGE || body.len() as u64 > MAX_BODY_BYTES {
-            return Err(PeerError::TooLarge {
-                items: items.len(),
-                bytes: body.len(),
-            });
-        }
-        Ok(Bytes::from(body))
-    }
-
-    async fn send_body(
+    async fn send_requests(
         &self,
         to_operator: u64,
-        body: Bytes,
-        items: usize,
+        requests: &[EncodedRequest],
     ) -> Result<Vec<ItemOutcome>, PeerError> {
+        let (peer, url) = self.reachable_peer(to_operator)?;
+        let mut outcomes = Vec::new();
+        for request in requests {
+            outcomes.extend(self.send_body(peer, url, request).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Peer `to_operator` and its endpoint.
+    fn reachable_peer(&self, to_operator: u64) -> Result<(&Peer, &reqwest::Url), PeerError> {
         let peer = self.peers.get(&to_operator).ok_or(PeerError::UnknownPeer {
             operator: to_operator,
             self_index: self.self_index,
@@ -332,16 +333,26 @@ impl PeerClient {
             operator: to_operator,
             reason: reason.clone(),
         })?;
+        Ok((peer, url))
+    }
+
+    /// One request, retried per the policy.
+    async fn send_body(
+        &self,
+        peer: &Peer,
+        url: &reqwest::Url,
+        request: &EncodedRequest,
+    ) -> Result<Vec<ItemOutcome>, PeerError> {
         let signature = self
             .node_key
-            .sign(&peer_signing_message(to_operator, &body))
+            .sign(&peer_signing_message(peer.index, &request.body))
             .to_string();
         let started = Instant::now();
         let deadline = started + self.policy.total_timeout;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let attempt = self.post(peer, url, body.clone(), &signature, items);
+            let attempt = self.post(peer, url, request, &signature);
             let last = match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(outcomes)) => return Ok(outcomes),
                 Ok(Err(AttemptError::Permanent(error))) => return Err(error),
@@ -370,10 +381,10 @@ impl PeerClient {
         &self,
         peer: &Peer,
         url: &reqwest::Url,
-        body: Bytes,
+        request: &EncodedRequest,
         signature: &str,
-        items: usize,
     ) -> Result<Vec<ItemOutcome>, AttemptError> {
+        let items = request.items;
         let mut response = self
             .http
             .post(url.clone())
@@ -381,7 +392,7 @@ impl PeerClient {
             .header(OPERATOR_HEADER, self.self_index)
             .header(SIGNATURE_HEADER, signature)
             .timeout(self.policy.request_timeout)
-            .body(body)
+            .body(request.body.clone())
             .send()
             .await
             .map_err(|error| AttemptError::Transient(error_chain(&error)))?;
@@ -424,6 +435,43 @@ impl Peer {
             reason,
         }
     }
+}
+
+/// One request body and the number of partials it holds.
+#[derive(Debug, Clone)]
+struct EncodedRequest {
+    body: Bytes,
+    items: usize,
+}
+
+/// The bodies that carry `items` from `from_operator`, at most
+/// `per_request` partials each.
+fn encode_requests(
+    from_operator: u64,
+    items: &[PartialItem],
+    per_request: usize,
+) -> Result<Vec<EncodedRequest>, PeerError> {
+    items
+        .chunks(per_request.max(1))
+        .map(|partials| {
+            let message = PartialsMessage {
+                from_operator,
+                partials,
+            };
+            let body =
+                serde_json::to_vec(&message).map_err(|e| PeerError::Encode(e.to_string()))?;
+            if body.len() as u64 > MAX_BODY_BYTES {
+                return Err(PeerError::TooLarge {
+                    items: partials.len(),
+                    bytes: body.len(),
+                });
+            }
+            Ok(EncodedRequest {
+                body: Bytes::from(body),
+                items: partials.len(),
+            })
+        })
+        .collect()
 }
 
 /// `http://host:port/dv/v1/partials` of a lock's `host:port`.
@@ -513,5 +561,38 @@ mod tests {
             assert!(peer_url(Some(bad)).is_err(), "{bad}");
         }
         assert!(peer_url(None).is_err());
+    }
+
+    #[test]
+    fn large_batches_are_split_into_requests_in_order() {
+        let signer = SecretKey::random();
+        let items: Vec<PartialItem> = (0..5u64)
+            .map(|slot| PartialItem {
+                duty: super::super::peer::SelectionDuty::AttestationSelection,
+                slot,
+                validator_pubkey: signer.public_key(),
+                share_index: 2,
+                signing_root: crate::spec::Root::repeat_byte(7),
+                signature: signer.sign(b"partial"),
+            })
+            .collect();
+        let requests = encode_requests(2, &items, 2).unwrap();
+        assert_eq!(
+            requests.iter().map(|r| r.items).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        let slots: Vec<String> = requests
+            .iter()
+            .flat_map(|request| {
+                let message: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+                assert_eq!(message["from_operator"], "2");
+                let partials = message["partials"].as_array().unwrap().clone();
+                partials
+                    .into_iter()
+                    .map(|p| p["slot"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        assert_eq!(slots, ["0", "1", "2", "3", "4"]);
+        assert!(encode_requests(2, &[], 2).unwrap().is_empty());
     }
 }
