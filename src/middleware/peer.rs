@@ -356,4 +356,69 @@ mod tests {
             outcomes
         );
     }
+
+    fn item(duty: SelectionDuty) -> PartialItem {
+        let key = crate::crypto::SecretKey::random();
+        PartialItem {
+            duty,
+            slot: 12,
+            validator_pubkey: key.public_key(),
+            share_index: 3,
+            signing_root: Root::repeat_byte(0xab),
+            signature: key.sign(b"root"),
+        }
+    }
+
+    #[test]
+    fn partials_follow_the_beacon_api_conventions() {
+        let sync = item(SelectionDuty::SyncSelection {
+            subcommittee_index: 2,
+        });
+        let json = serde_json::to_value(&sync).unwrap();
+        assert_eq!(json["duty"], "sync_selection");
+        assert_eq!(json["slot"], "12");
+        assert_eq!(json["subcommittee_index"], "2");
+        assert_eq!(json["share_index"], "3");
+        assert_eq!(json["signing_root"], format!("0x{}", "ab".repeat(32)));
+        assert_eq!(json["signature"], sync.signature.to_string());
+        assert_eq!(serde_json::from_value::<PartialItem>(json).unwrap(), sync);
+
+        let attestation = item(SelectionDuty::AttestationSelection);
+        let json = serde_json::to_value(&attestation).unwrap();
+        assert_eq!(json["duty"], "attestation_selection");
+        assert!(json.get("subcommittee_index").is_none());
+        let message = PartialsMessage {
+            from_operator: 4,
+            partials: std::slice::from_ref(&attestation),
+        };
+        assert_eq!(serde_json::to_value(message).unwrap()["from_operator"], "4");
+    }
+
+    #[test]
+    fn partials_of_the_wrong_shape_do_not_parse() {
+        let sync = serde_json::to_value(item(SelectionDuty::SyncSelection {
+            subcommittee_index: 2,
+        }))
+        .unwrap();
+        let edits: [(&str, serde_json::Value); 4] = [
+            ("duty", "attestation_selection".into()),
+            ("slot", 12.into()),
+            ("duty", "aggregate".into()),
+            ("extra", "1".into()),
+        ];
+        for (field, value) in edits {
+            let mut bad = sync.clone();
+            bad[field] = value;
+            assert!(
+                serde_json::from_value::<PartialItem>(bad).is_err(),
+                "{field}"
+            );
+        }
+        let mut no_subcommittee = sync;
+        no_subcommittee
+            .as_object_mut()
+            .unwrap()
+            .remove("subcommittee_index");
+        assert!(serde_json::from_value::<PartialItem>(no_subcommittee).is_err());
+    }
 }

@@ -37,11 +37,11 @@ const MAX_OUTCOME_REPLY_BYTES: u64 = 4 * 1024;
 /// included, ends after `total_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Most attempts per send (at least one is made).
+    /// Most attempts per send (at least 1).
     pub max_attempts: u32,
     /// Wait before the first retry.
     pub initial_backoff: Duration,
-    /// Longest wait between attempts.
+    /// Longest wait between attempts (every duration at most an hour).
     pub max_backoff: Duration,
     /// Time limit of one attempt (connect, send, reply).
     pub request_timeout: Duration,
@@ -64,6 +64,31 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Longest duration a policy may set: a send is about one slot, and
+    /// clock arithmetic stays far from overflow.
+    const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+    /// Checks that the policy makes at least one attempt and that every
+    /// duration is at most an hour.
+    fn check(&self) -> Result<(), PeerError> {
+        if self.max_attempts == 0 {
+            return Err(PeerError::RetryPolicy("max_attempts is 0".into()));
+        }
+        let durations = [
+            ("initial_backoff", self.initial_backoff),
+            ("max_backoff", self.max_backoff),
+            ("request_timeout", self.request_timeout),
+            ("total_timeout", self.total_timeout),
+        ];
+        match durations.iter().find(|(_, d)| *d > Self::MAX_DURATION) {
+            Some((name, duration)) => Err(PeerError::RetryPolicy(format!(
+                "{name} of {duration:?} exceeds {:?}",
+                Self::MAX_DURATION
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The wait after failed attempt number `attempt` (1-based).
     fn backoff(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(31);
@@ -96,6 +121,9 @@ pub enum PeerError {
         /// This operator's index.
         operator: u64,
     },
+    /// The retry policy is out of range.
+    #[error("invalid retry policy: {0}")]
+    RetryPolicy(String),
     /// The HTTP client could not be built.
     #[error("cannot build the peer HTTP client: {0}")]
     Client(String),
@@ -212,6 +240,7 @@ impl PeerClient {
         node_key: SecretKey,
         policy: RetryPolicy,
     ) -> Result<PeerClient, PeerError> {
+        policy.check()?;
         let own = lock.operator(self_index).ok_or(PeerError::SelfNotInLock {
             operator: self_index,
         })?;
@@ -548,6 +577,19 @@ mod tests {
         let waits: Vec<u128> = (1..=5).map(|a| policy.backoff(a).as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 700, 700]);
         assert_eq!(policy.backoff(u32::MAX), Duration::from_millis(700));
+        assert_eq!(policy.check(), Ok(()));
+        let endless = RetryPolicy {
+            total_timeout: Duration::MAX,
+            ..policy
+        };
+        assert!(
+            matches!(endless.check(), Err(PeerError::RetryPolicy(m)) if m.contains("total_timeout"))
+        );
+        let none = RetryPolicy {
+            max_attempts: 0,
+            ..policy
+        };
+        assert!(none.check().is_err());
     }
 
     #[test]
