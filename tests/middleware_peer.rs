@@ -532,3 +532,106 @@ async fn a_client_needs_its_own_node_key() {
         Err(PeerError::UnknownPeer { operator: 1, .. })
     ));
 }
+
+/// A tracing writer that keeps what is logged.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_is_logged_at_warn_with_the_operator_and_no_secret() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runtime is single-threaded, so the server logs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut cluster = Cluster::new().await;
+    cluster.serve(2);
+    let body = body_of(3, &cluster.partials(3, 5));
+    let forged = signature_header(&cluster.node_key(1), 2, &body);
+    let headers = [
+        (OPERATOR_HEADER, "3".to_string()),
+        (SIGNATURE_HEADER, forged.clone()),
+    ];
+
+    let (status, _) = post(cluster.addr(2), &headers, body).await;
+    assert_eq!(status, 401);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let refusal = text
+        .lines()
+        .find(|line| line.contains("refused a peer request"))
+        .unwrap_or_else(|| panic!("no refusal logged: {text}"));
+    assert!(
+        refusal.contains("WARN") && refusal.contains("operator 3"),
+        "{refusal}"
+    );
+    for key in &cluster.node_keys {
+        let secret = hex::encode(key.to_bytes().as_ref());
+        assert!(!text.contains(&secret), "a node key was logged");
+    }
+    assert!(!text.contains(&forged[2..]), "the signature was logged");
+}
+
+/// TEST DOUBLE of a broken store: answers one outcome fewer than it got.
+struct ShortSink;
+
+impl PartialSink for ShortSink {
+    fn accept(&self, _from_operator: u64, items: Vec<PartialItem>) -> Vec<ItemOutcome> {
+        vec![ItemOutcome::Accepted; items.len().saturating_sub(1)]
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_breaks_its_contract_is_a_server_error_the_client_reports() {
+    let mut cluster = Cluster::new().await;
+    let listener = cluster.listeners[1].take().unwrap();
+    let routes = peer_routes(Arc::new(cluster.lock.clone()), 2, Arc::new(ShortSink));
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    let policy = policy(2, 50, 50, 2_000);
+    let client = cluster.client(1, policy);
+
+    let error = client.send(2, &cluster.partials(1, 5)).await.unwrap_err();
+    match &error {
+        PeerError::Unreachable {
+            operator,
+            attempts,
+            last,
+            ..
+        } => {
+            assert_eq!((*operator, *attempts), (2, 2));
+            assert!(
+                last.contains("500") && last.contains("2 outcomes for 3"),
+                "{last}"
+            );
+        }
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_read() {
+    let mut cluster = Cluster::new().await;
+    let sink = cluster.serve(2);
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/dv/v1/partials", cluster.addr(2)))
+        .header("content-type", "application/octet-stream")
+        .body(body_of(1, &cluster.partials(1, 5)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert!(sink.received().is_empty());
+}
