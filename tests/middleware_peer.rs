@@ -407,7 +407,15 @@ async fn bodies_over_the_limit_get_413_without_being_recorded() {
         .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
         .collect::<Vec<_>>();
     let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let response = http.post(&url).body(chunked).send().await;
+    // A peer's credentials, so that the refusal is about the size.
+    let signature = signature_header(&cluster.node_key(1), 2, b"");
+    let response = http
+        .post(&url)
+        .header(OPERATOR_HEADER, "1")
+        .header(SIGNATURE_HEADER, signature)
+        .body(chunked)
+        .send()
+        .await;
     // The server may answer before the upload ends and close the connection.
     if let Ok(response) = response {
         assert_eq!(response.status(), 413);

@@ -130,37 +130,62 @@ pub fn peer_signing_message(to_operator: u64, body: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// Checks the headers of a request to `self_index` against the lock: the
-/// sender is a BLS-identified operator other than this node, and its
-/// signature covers `body`. Returns the sender's index.
-pub fn authenticate(
-    lock: &ClusterLock,
-    self_index: u64,
-    operator_header: Option<&str>,
-    signature_header: Option<&str>,
-    body: &[u8],
-) -> Result<u64, AuthError> {
-    let operator_text = operator_header.ok_or(AuthError::MissingOperator)?;
-    let operator: u64 = operator_text
-        .trim()
-        .parse()
-        .map_err(|_| AuthError::BadOperator(operator_text.chars().take(32).collect()))?;
-    let node_key = bls_node_key(lock, self_index, operator)?;
-    let signature_text = signature_header.ok_or(AuthError::MissingSignature { operator })?;
-    let signature: Signature =
-        signature_text
+/// Who a request claims to come from, checked against the lock, with its
+/// signature still to be verified over the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// The claimed sender, a BLS-identified peer in the lock.
+    pub operator: u64,
+    node_key: PublicKey,
+    signature: Signature,
+}
+
+impl PeerCredentials {
+    /// Checks the headers of a request to `self_index` against the lock: the
+    /// sender is a BLS-identified operator other than this node, and the
+    /// signature decodes. Cheap, so strangers are refused before their body
+    /// is read.
+    pub fn from_headers(
+        lock: &ClusterLock,
+        self_index: u64,
+        operator_header: Option<&str>,
+        signature_header: Option<&str>,
+    ) -> Result<PeerCredentials, AuthError> {
+        let operator_text = operator_header.ok_or(AuthError::MissingOperator)?;
+        let operator: u64 = operator_text
             .trim()
             .parse()
-            .map_err(
-                |error: crate::crypto::CryptoError| AuthError::BadSignatureEncoding {
-                    operator,
-                    reason: error.to_string(),
-                },
-            )?;
-    if signature.verify(node_key, &peer_signing_message(self_index, body)) {
-        Ok(operator)
-    } else {
-        Err(AuthError::InvalidSignature { operator })
+            .map_err(|_| AuthError::BadOperator(operator_text.chars().take(32).collect()))?;
+        let node_key = *bls_node_key(lock, self_index, operator)?;
+        let signature_text = signature_header.ok_or(AuthError::MissingSignature { operator })?;
+        let signature =
+            signature_text
+                .trim()
+                .parse()
+                .map_err(
+                    |error: crate::crypto::CryptoError| AuthError::BadSignatureEncoding {
+                        operator,
+                        reason: error.to_string(),
+                    },
+                )?;
+        Ok(PeerCredentials {
+            operator,
+            node_key,
+            signature,
+        })
+    }
+
+    /// Verifies the signature over the exact `body` sent to `self_index`;
+    /// returns the authenticated sender.
+    pub fn verify(&self, self_index: u64, body: &[u8]) -> Result<u64, AuthError> {
+        let message = peer_signing_message(self_index, body);
+        if self.signature.verify(&self.node_key, &message) {
+            Ok(self.operator)
+        } else {
+            Err(AuthError::InvalidSignature {
+                operator: self.operator,
+            })
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::peer::{
-    authenticate, AuthError, ItemOutcome, PartialItem, PartialSink, MAX_BODY_BYTES,
+    AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, MAX_BODY_BYTES,
     MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
 };
 use crate::api::types::{ErrorMessage, GenericResponse};
@@ -168,17 +168,19 @@ where
             limit: MAX_BODY_BYTES,
         });
     }
+    let credentials = PeerCredentials::from_headers(
+        &lock,
+        self_index,
+        headers.operator.as_deref(),
+        headers.signature.as_deref(),
+    )
+    .map_err(ServeError::Auth)?;
     let body = read_limited(body, MAX_BODY_BYTES).await?;
     // Signature verification, parsing and the sink are CPU-bound.
     tokio::task::spawn_blocking(move || {
-        let operator = authenticate(
-            &lock,
-            self_index,
-            headers.operator.as_deref(),
-            headers.signature.as_deref(),
-            &body,
-        )
-        .map_err(ServeError::Auth)?;
+        let operator = credentials
+            .verify(self_index, &body)
+            .map_err(ServeError::Auth)?;
         deliver(sink.as_ref(), operator, &body)
     })
     .await
