@@ -583,7 +583,7 @@ async fn a_refusal_is_logged_at_warn_with_the_operator_and_no_secret() {
         .find(|line| line.contains("refused a peer request"))
         .unwrap_or_else(|| panic!("no refusal logged: {text}"));
     assert!(
-        refusal.contains("WARN") && refusal.contains("operator 3"),
+        refusal.contains("WARN") && refusal.contains("operator=Some(3)"),
         "{refusal}"
     );
     for key in &cluster.node_keys {

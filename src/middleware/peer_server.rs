@@ -88,6 +88,20 @@ impl ServeError {
         }
     }
 
+    /// The operator the request came from or claimed to, when known.
+    pub fn operator(&self) -> Option<u64> {
+        match self {
+            ServeError::Auth(error) => error.operator(),
+            ServeError::Malformed { operator, .. }
+            | ServeError::SenderMismatch { operator, .. }
+            | ServeError::OutcomeCount { operator, .. } => Some(*operator),
+            ServeError::UnsupportedMediaType(_)
+            | ServeError::BodyTooLarge { .. }
+            | ServeError::BodyRead(_)
+            | ServeError::Worker(_) => None,
+        }
+    }
+
     /// This error as a Beacon API error reply.
     pub fn into_response(self) -> Response {
         let status = self.status();
@@ -140,7 +154,7 @@ pub fn peer_routes(
                         warp::reply::json(&GenericResponse { data: outcomes }).into_response()
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "refused a peer request");
+                        tracing::warn!(operator = ?error.operator(), %error, "refused a peer request");
                         error.into_response()
                     }
                 }
