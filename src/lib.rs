@@ -15,8 +15,8 @@
 //! - [`crypto`]: BLS over `blst` (min_pk), batch verification, threshold
 //!   signatures and EIP-2335 keystores.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
-//! - [`middleware`]: the DV node's partial-signature store: verify, deduplicate
-//!   and combine partial selection proofs per duty.
+//! - [`middleware`]: the DV middleware's parts so far: the partial-signature
+//!   store (verify, deduplicate, combine per duty) and the peer protocol.
 
 pub mod api;
 pub mod beacon;

@@ -1,0 +1,339 @@
+//! The receiving side of the peer protocol: `POST /dv/v1/partials`, which
+//! authenticates the sender against the cluster lock before it parses the
+//! body, hands the well-formed partials to a [`PartialSink`] and answers one
+//! [`ItemOutcome`] per item, in request order.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut};
+use futures_util::{Stream, StreamExt};
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_utils::quoted_u64::require_quotes as quoted_u64;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::peer::{
+    AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, MAX_BODY_BYTES,
+    MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
+};
+use crate::api::types::{ErrorMessage, GenericResponse};
+use crate::cluster::ClusterLock;
+
+/// Why a whole peer request is refused; each variant has its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    /// 415: the body is not JSON.
+    #[error("unsupported content type {0:?}: the peer endpoint accepts application/json only")]
+    UnsupportedMediaType(String),
+    /// 413: the body is longer than [`MAX_BODY_BYTES`].
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// 400: the body could not be read.
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+    /// 401 or 403: the sender is not an authenticated peer.
+    #[error("peer request refused: {0}")]
+    Auth(AuthError),
+    /// 400: the authenticated body is not a partials message.
+    #[error("invalid partials message from operator {operator}: {reason}")]
+    Malformed {
+        /// The authenticated sender.
+        operator: u64,
+        /// The parse error.
+        reason: String,
+    },
+    /// 403: the body claims another sender than the signed header.
+    #[error("message of operator {operator} claims to be from operator {claimed}")]
+    SenderMismatch {
+        /// The authenticated sender.
+        operator: u64,
+        /// `from_operator` of the body.
+        claimed: u64,
+    },
+    /// 500: the sink broke its contract.
+    #[error(
+        "the partial store answered {answered} outcomes for {sent} partials of operator {operator}"
+    )]
+    OutcomeCount {
+        /// The authenticated sender.
+        operator: u64,
+        /// Partials handed to the sink.
+        sent: usize,
+        /// Outcomes it returned.
+        answered: usize,
+    },
+    /// 500: the blocking worker failed.
+    #[error("peer request worker failed: {0}")]
+    Worker(String),
+}
+
+impl ServeError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ServeError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::BodyRead(_) | ServeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ServeError::Auth(error) if error.is_unauthenticated() => StatusCode::UNAUTHORIZED,
+            ServeError::Auth(_) | ServeError::SenderMismatch { .. } => StatusCode::FORBIDDEN,
+            ServeError::OutcomeCount { .. } | ServeError::Worker(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The operator the request came from or claimed to, when known.
+    pub fn operator(&self) -> Option<u64> {
+        match self {
+            ServeError::Auth(error) => error.operator(),
+            ServeError::Malformed { operator, .. }
+            | ServeError::SenderMismatch { operator, .. }
+            | ServeError::OutcomeCount { operator, .. } => Some(*operator),
+            ServeError::UnsupportedMediaType(_)
+            | ServeError::BodyTooLarge { .. }
+            | ServeError::BodyRead(_)
+            | ServeError::Worker(_) => None,
+        }
+    }
+
+    /// This error as a Beacon API error reply.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorMessage {
+            code: status.as_u16(),
+            message: self.to_string(),
+            failures: Vec::new(),
+        };
+        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    }
+}
+
+/// The request headers the endpoint reads.
+struct PeerHeaders {
+    content_type: Option<String>,
+    content_length: Option<u64>,
+    operator: Option<String>,
+    signature: Option<String>,
+}
+
+/// `POST /dv/v1/partials` for operator `self_index` of `lock`, delivering
+/// authenticated partials to `sink`.
+pub fn peer_routes(
+    lock: Arc<ClusterLock>,
+    self_index: u64,
+    sink: Arc<dyn PartialSink>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let headers = warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::header::optional::<String>(OPERATOR_HEADER))
+        .and(warp::header::optional::<String>(SIGNATURE_HEADER))
+        .map(
+            |content_type, content_length, operator, signature| PeerHeaders {
+                content_type,
+                content_length,
+                operator,
+                signature,
+            },
+        );
+    warp::path!("dv" / "v1" / "partials")
+        .and(warp::post())
+        .and(headers)
+        .and(warp::body::stream())
+        .then(move |headers: PeerHeaders, body| {
+            let lock = Arc::clone(&lock);
+            let sink = Arc::clone(&sink);
+            async move {
+                match receive(lock, self_index, sink, headers, body).await {
+                    Ok(outcomes) => {
+                        warp::reply::json(&GenericResponse { data: outcomes }).into_response()
+                    }
+                    Err(error) => {
+                        tracing::warn!(operator = ?error.operator(), %error, "refused a peer request");
+                        error.into_response()
+                    }
+                }
+            }
+        })
+}
+
+async fn receive<S, B>(
+    lock: Arc<ClusterLock>,
+    self_index: u64,
+    sink: Arc<dyn PartialSink>,
+    headers: PeerHeaders,
+    body: S,
+) -> Result<Vec<ItemOutcome>, ServeError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    check_content_type(headers.content_type.as_deref())?;
+    if headers
+        .content_length
+        .is_some_and(|length| length > MAX_BODY_BYTES)
+    {
+        return Err(ServeError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let credentials = PeerCredentials::from_headers(
+        &lock,
+        self_index,
+        headers.operator.as_deref(),
+        headers.signature.as_deref(),
+    )
+    .map_err(ServeError::Auth)?;
+    let body = read_limited(body, MAX_BODY_BYTES).await?;
+    // Signature verification, parsing and the sink are CPU-bound.
+    tokio::task::spawn_blocking(move || {
+        let operator = credentials
+            .verify(self_index, &body)
+            .map_err(ServeError::Auth)?;
+        deliver(sink.as_ref(), operator, &body)
+    })
+    .await
+    .map_err(|error| ServeError::Worker(error.to_string()))?
+}
+
+/// Accepts `application/json` (any parameters, any case) or none.
+fn check_content_type(content_type: Option<&str>) -> Result<(), ServeError> {
+    match content_type {
+        None => Ok(()),
+        Some(text) => {
+            let media_type = text.split(';').next().unwrap_or_default().trim();
+            if media_type.eq_ignore_ascii_case("application/json") {
+                Ok(())
+            } else {
+                Err(ServeError::UnsupportedMediaType(
+                    text.chars().take(100).collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// Collects a (possibly chunked) body, refusing it once it passes `limit`.
+async fn read_limited<S, B>(body: S, limit: u64) -> Result<Vec<u8>, ServeError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut collected = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|error| ServeError::BodyRead(error.to_string()))?;
+        if (collected.len() as u64).saturating_add(chunk.remaining() as u64) > limit {
+            return Err(ServeError::BodyTooLarge { limit });
+        }
+        collected.put(chunk);
+    }
+    Ok(collected)
+}
+
+/// The body of an authenticated request, with each partial left raw so that
+/// a bad one is answered on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceivedMessage<'a> {
+    #[serde(with = "quoted_u64")]
+    from_operator: u64,
+    #[serde(borrow, deserialize_with = "bounded_partials")]
+    partials: Vec<&'a RawValue>,
+}
+
+fn bounded_partials<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'de RawValue>, D::Error> {
+    deserializer.deserialize_seq(BoundedPartials)
+}
+
+/// A JSON array of at most [`MAX_PARTIALS_PER_MESSAGE`] raw values.
+struct BoundedPartials;
+
+impl<'de> Visitor<'de> for BoundedPartials {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            formatter,
+            "an array of at most {MAX_PARTIALS_PER_MESSAGE} partials"
+        )
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut partials = Vec::new();
+        while let Some(partial) = seq.next_element::<&'de RawValue>()? {
+            if partials.len() == MAX_PARTIALS_PER_MESSAGE {
+                return Err(A::Error::custom(format!(
+                    "more than {MAX_PARTIALS_PER_MESSAGE} partials in one message"
+                )));
+            }
+            partials.push(partial);
+        }
+        Ok(partials)
+    }
+}
+
+/// Parses the body of `operator`'s authenticated request, gives the
+/// well-formed partials to the sink and merges its outcomes with the
+/// rejections of the malformed ones, in request order.
+fn deliver(
+    sink: &dyn PartialSink,
+    operator: u64,
+    body: &[u8],
+) -> Result<Vec<ItemOutcome>, ServeError> {
+    let message: ReceivedMessage =
+        serde_json::from_slice(body).map_err(|error| ServeError::Malformed {
+            operator,
+            reason: error.to_string(),
+        })?;
+    if message.from_operator != operator {
+        return Err(ServeError::SenderMismatch {
+            operator,
+            claimed: message.from_operator,
+        });
+    }
+    // `None` marks a well-formed partial, answered by the sink in turn.
+    let mut malformed: Vec<Option<String>> = Vec::with_capacity(message.partials.len());
+    let mut valid = Vec::new();
+    for (index, raw) in message.partials.iter().enumerate() {
+        match serde_json::from_str::<PartialItem>(raw.get()) {
+            Ok(partial) => {
+                valid.push(partial);
+                malformed.push(None);
+            }
+            Err(error) => {
+                tracing::warn!(operator, index, %error, "malformed partial from a peer");
+                malformed.push(Some(error.to_string()));
+            }
+        }
+    }
+    let sent = valid.len();
+    let answers = sink.accept(operator, valid);
+    let answered = answers.len();
+    let count_error = ServeError::OutcomeCount {
+        operator,
+        sent,
+        answered,
+    };
+    if answered != sent {
+        return Err(count_error);
+    }
+    let mut answers = answers.into_iter();
+    let outcomes: Option<Vec<ItemOutcome>> = malformed
+        .into_iter()
+        .map(|reason| match reason {
+            None => answers.next(),
+            Some(reason) => Some(ItemOutcome::Rejected {
+                message: format!("malformed partial: {reason}"),
+            }),
+        })
+        .collect();
+    outcomes.ok_or(count_error)
+}
