@@ -15,8 +15,8 @@ use dv_aggregator::middleware::peer::{
     peer_signing_message, PartialsMessage, MAX_BODY_BYTES, OPERATOR_HEADER, SIGNATURE_HEADER,
 };
 use dv_aggregator::middleware::{
-    peer_routes, ItemOutcome, PartialItem, PartialSink, PeerClient, PeerError, RetryPolicy,
-    SelectionDuty,
+    peer_routes, DutyKind, ItemOutcome, PartialItem, PartialSink, PeerClient, PeerError,
+    RetryPolicy,
 };
 use dv_aggregator::spec::Root;
 use futures_util::StreamExt;
@@ -139,11 +139,11 @@ impl Cluster {
         let signer = SecretKey::random();
         let validator_pubkey = self.lock.validators[0].pubkey;
         [
-            SelectionDuty::AttestationSelection,
-            SelectionDuty::SyncSelection {
+            DutyKind::AttestationSelection,
+            DutyKind::SyncSelection {
                 subcommittee_index: 0,
             },
-            SelectionDuty::SyncSelection {
+            DutyKind::SyncSelection {
                 subcommittee_index: 3,
             },
         ]

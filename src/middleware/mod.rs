@@ -23,7 +23,7 @@ pub mod peer_server;
 pub mod store;
 
 pub use duty::{DutyKey, DutyKind, Partial, Source};
-pub use peer::{ItemOutcome, PartialItem, PartialSink, SelectionDuty};
+pub use peer::{ItemOutcome, PartialItem, PartialSink};
 pub use peer_client::{PeerClient, PeerError, PeerReply, RetryPolicy};
 pub use peer_server::{peer_routes, ServeError};
 pub use store::{

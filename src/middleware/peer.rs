@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_utils::quoted_u64::{require_quotes as quoted_u64, Quoted};
 use sha2::{Digest, Sha256};
 
+use super::duty::DutyKind;
 use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::{Root, Slot};
@@ -205,26 +206,13 @@ fn bls_node_key(
     }
 }
 
-/// Which selection a partial signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SelectionDuty {
-    /// The slot signature (`selection_proof`) of an attestation aggregator.
-    AttestationSelection,
-    /// The `SyncAggregatorSelectionData` signature of one subcommittee: a
-    /// validator can sit in several, so the subcommittee is part of the duty.
-    SyncSelection {
-        /// The sync subcommittee.
-        subcommittee_index: u64,
-    },
-}
-
 /// One partial selection proof: operator `share_index`'s signature share of
 /// `signing_root` for validator `validator_pubkey` (the group key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PartialItemJson", into = "PartialItemJson")]
 pub struct PartialItem {
     /// The duty and, for sync selections, the subcommittee.
-    pub duty: SelectionDuty,
+    pub duty: DutyKind,
     /// The slot of the duty.
     pub slot: Slot,
     /// The validator's group public key.
@@ -267,8 +255,8 @@ impl TryFrom<PartialItemJson> for PartialItem {
 
     fn try_from(json: PartialItemJson) -> Result<Self, Self::Error> {
         let duty = match (json.duty, json.subcommittee_index) {
-            (DutyName::AttestationSelection, None) => SelectionDuty::AttestationSelection,
-            (DutyName::SyncSelection, Some(index)) => SelectionDuty::SyncSelection {
+            (DutyName::AttestationSelection, None) => DutyKind::AttestationSelection,
+            (DutyName::SyncSelection, Some(index)) => DutyKind::SyncSelection {
                 subcommittee_index: index.value,
             },
             (DutyName::AttestationSelection, Some(_)) => {
@@ -292,8 +280,8 @@ impl TryFrom<PartialItemJson> for PartialItem {
 impl From<PartialItem> for PartialItemJson {
     fn from(item: PartialItem) -> Self {
         let (duty, subcommittee_index) = match item.duty {
-            SelectionDuty::AttestationSelection => (DutyName::AttestationSelection, None),
-            SelectionDuty::SyncSelection { subcommittee_index } => (
+            DutyKind::AttestationSelection => (DutyName::AttestationSelection, None),
+            DutyKind::SyncSelection { subcommittee_index } => (
                 DutyName::SyncSelection,
                 Some(Quoted {
                     value: subcommittee_index,
@@ -382,7 +370,7 @@ mod tests {
         );
     }
 
-    fn item(duty: SelectionDuty) -> PartialItem {
+    fn item(duty: DutyKind) -> PartialItem {
         let key = crate::crypto::SecretKey::random();
         PartialItem {
             duty,
@@ -396,7 +384,7 @@ mod tests {
 
     #[test]
     fn partials_follow_the_beacon_api_conventions() {
-        let sync = item(SelectionDuty::SyncSelection {
+        let sync = item(DutyKind::SyncSelection {
             subcommittee_index: 2,
         });
         let json = serde_json::to_value(&sync).unwrap();
@@ -408,7 +396,7 @@ mod tests {
         assert_eq!(json["signature"], sync.signature.to_string());
         assert_eq!(serde_json::from_value::<PartialItem>(json).unwrap(), sync);
 
-        let attestation = item(SelectionDuty::AttestationSelection);
+        let attestation = item(DutyKind::AttestationSelection);
         let json = serde_json::to_value(&attestation).unwrap();
         assert_eq!(json["duty"], "attestation_selection");
         assert!(json.get("subcommittee_index").is_none());
@@ -421,7 +409,7 @@ mod tests {
 
     #[test]
     fn partials_of_the_wrong_shape_do_not_parse() {
-        let sync = serde_json::to_value(item(SelectionDuty::SyncSelection {
+        let sync = serde_json::to_value(item(DutyKind::SyncSelection {
             subcommittee_index: 2,
         }))
         .unwrap();

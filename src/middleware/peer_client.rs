@@ -610,7 +610,7 @@ mod tests {
         let signer = SecretKey::random();
         let items: Vec<PartialItem> = (0..5u64)
             .map(|slot| PartialItem {
-                duty: super::super::peer::SelectionDuty::AttestationSelection,
+                duty: super::super::duty::DutyKind::AttestationSelection,
                 slot,
                 validator_pubkey: signer.public_key(),
                 share_index: 2,
