@@ -194,17 +194,27 @@ where
 
 /// Accepts `application/json` (any parameters, any case) or no content type.
 fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
-    let Some(content_type) = content_type else {
-        return Ok(());
-    };
-    let media_type = content_type.split(';').next().unwrap_or_default().trim();
-    if media_type.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(
-            content_type.chars().take(100).collect(),
-        ))
+    match content_type {
+        Some(text) if !is_json_content_type(text) => Err(ApiError::UnsupportedMediaType(
+            text.chars().take(100).collect(),
+        )),
+        _ => Ok(()),
     }
+}
+
+/// Whether a `Content-Type` names JSON (any parameters, any case).
+pub(crate) fn is_json_content_type(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// The connection failed mid-body.
+    Read(String),
+    /// The body passed the limit.
+    TooLarge,
 }
 
 /// Reads a (possibly chunked) body, refusing it as soon as it passes `limit`.
@@ -213,14 +223,28 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    read_body_limited(body, limit)
+        .await
+        .map_err(|error| match error {
+            BodyError::Read(error) => {
+                ApiError::BadRequest(format!("cannot read the body: {error}"))
+            }
+            BodyError::TooLarge => ApiError::BodyTooLarge { limit },
+        })
+}
+
+/// Collects a (possibly chunked) body, refusing it once it passes `limit`.
+pub(crate) async fn read_body_limited<S, B>(body: S, limit: u64) -> Result<Vec<u8>, BodyError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
     let mut body = std::pin::pin!(body);
     let mut collected = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|error| ApiError::BadRequest(format!("cannot read the body: {error}")))?;
-        let length = (collected.len() as u64).saturating_add(chunk.remaining() as u64);
-        if length > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+        let chunk = chunk.map_err(|error| BodyError::Read(error.to_string()))?;
+        if (collected.len() as u64).saturating_add(chunk.remaining() as u64) > limit {
+            return Err(BodyError::TooLarge);
         }
         collected.put(chunk);
     }

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Buf;
+use futures_util::Stream;
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -19,6 +19,7 @@ use super::peer::{
     AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, MAX_BODY_BYTES,
     MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
 };
+use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
 use crate::api::types::{ErrorMessage, GenericResponse};
 use crate::cluster::ClusterLock;
 
@@ -204,17 +205,10 @@ where
 /// Accepts `application/json` (any parameters, any case) or none.
 fn check_content_type(content_type: Option<&str>) -> Result<(), ServeError> {
     match content_type {
-        None => Ok(()),
-        Some(text) => {
-            let media_type = text.split(';').next().unwrap_or_default().trim();
-            if media_type.eq_ignore_ascii_case("application/json") {
-                Ok(())
-            } else {
-                Err(ServeError::UnsupportedMediaType(
-                    text.chars().take(100).collect(),
-                ))
-            }
-        }
+        Some(text) if !is_json_content_type(text) => Err(ServeError::UnsupportedMediaType(
+            text.chars().take(100).collect(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -224,16 +218,12 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let mut body = std::pin::pin!(body);
-    let mut collected = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|error| ServeError::BodyRead(error.to_string()))?;
-        if (collected.len() as u64).saturating_add(chunk.remaining() as u64) > limit {
-            return Err(ServeError::BodyTooLarge { limit });
-        }
-        collected.put(chunk);
-    }
-    Ok(collected)
+    read_body_limited(body, limit)
+        .await
+        .map_err(|error| match error {
+            BodyError::Read(error) => ServeError::BodyRead(error),
+            BodyError::TooLarge => ServeError::BodyTooLarge { limit },
+        })
 }
 
 /// The body of an authenticated request, with each partial left raw so that
