@@ -46,9 +46,10 @@ fn failure(args: &[&str]) -> String {
     stderr
 }
 
-fn with<'a>(base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
-    base.iter()
-        .map(String::as_str)
+/// `subcommand`, then the state arguments, then `extra`.
+fn command<'a>(subcommand: &'a str, base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    std::iter::once(subcommand)
+        .chain(base.iter().map(String::as_str))
         .chain(extra.iter().copied())
         .collect()
 }
@@ -58,8 +59,7 @@ fn state_root_and_committees_of_every_folder() {
     for folder in ORACLE_FOLDERS {
         let vectors = oracle_vectors(folder);
         let base = state_args(folder, &vectors);
-        let mut args = vec!["state-root"];
-        args.extend(with(&base, &[]));
+        let args = command("state-root", &base, &[]);
         let root = inspect(&args);
         assert!(root.status.success(), "{folder}");
         assert_eq!(
@@ -69,8 +69,7 @@ fn state_root_and_committees_of_every_folder() {
         );
         for epoch in vectors["epochs"].as_array().unwrap() {
             let e = epoch["epoch"].to_string();
-            let mut args = vec!["committees"];
-            args.extend(with(&base, &["--epoch", &e]));
+            let args = command("committees", &base, &["--epoch", &e]);
             let body = stdout_json(&inspect(&args));
             let expected: Vec<Value> = epoch["committees"]
                 .as_array()
@@ -115,8 +114,8 @@ fn is_aggregator_with_validator_checks_matches_the_oracle() {
                 case["committee_index"].to_string(),
                 case["validator_index"].to_string(),
             );
-            let mut args = vec!["is-aggregator"];
-            args.extend(with(
+            let args = command(
+                "is-aggregator",
                 &base,
                 &[
                     "--slot",
@@ -128,7 +127,7 @@ fn is_aggregator_with_validator_checks_matches_the_oracle() {
                     "--selection-proof",
                     case["selection_proof"].as_str().unwrap(),
                 ],
-            ));
+            );
             let body = stdout_json(&inspect(&args));
             assert_eq!(
                 body,
@@ -168,8 +167,8 @@ fn sync_aggregator_matches_the_oracle() {
             case["subcommittee_index"].to_string(),
             case["validator_index"].to_string(),
         );
-        let mut args = vec!["sync-aggregator"];
-        args.extend(with(
+        let args = command(
+            "sync-aggregator",
             &base,
             &[
                 "--selection-proof",
@@ -181,7 +180,7 @@ fn sync_aggregator_matches_the_oracle() {
                 "--subcommittee-index",
                 &sub,
             ],
-        ));
+        );
         assert_eq!(
             stdout_json(&inspect(&args)),
             expected,
@@ -205,8 +204,7 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
     let slot = case["slot"].to_string();
     let proof = case["selection_proof"].as_str().unwrap();
     let run = |extra: &[&str]| {
-        let mut args = vec!["is-aggregator"];
-        args.extend(with(&base, extra));
+        let args = command("is-aggregator", &base, extra);
         failure(&args)
     };
 

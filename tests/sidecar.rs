@@ -115,16 +115,12 @@ async fn state_mode_names_bad_items_and_keeps_serving() {
         .collect();
     assert!(messages[1].contains("1000000"), "{messages:?}");
     assert!(
-        messages[2].contains(&far_slot_text(&request[3])),
+        messages[2].contains(&format!("slot {}", request[3].slot)),
         "{messages:?}"
     );
 
     let answers = client.is_aggregator(&[good]).await.expect("still serving");
     assert_eq!(answers, vec![cases[0]["is_aggregator"].as_bool().unwrap()]);
-}
-
-fn far_slot_text(item: &IsAggregatorRequestItem) -> String {
-    format!("slot {}", item.slot)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

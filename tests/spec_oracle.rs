@@ -195,17 +195,8 @@ fn pure_is_aggregator_cases() {
             );
         }
         for case in vectors["sync_pure_cases"].as_array().unwrap() {
-            let proof = hex_bytes::<96>(&case["signature"]);
-            assert_eq!(
-                sync_aggregator_modulo(&spec.preset),
-                u64_of(&case["modulo"])
-            );
-            assert_eq!(
-                is_sync_committee_aggregator(&proof, &spec.preset),
-                case["is_aggregator"].as_bool().unwrap(),
-                "{folder}: sync pure case {}",
-                case["signature"]
-            );
+            let what = format!("{folder}: sync pure case {}", case["signature"]);
+            assert_sync_decision(case, &case["signature"], &spec, &what);
         }
     }
 }
@@ -241,19 +232,25 @@ fn sync_selection_signing_roots_and_decisions() {
                 root(&case["signing_root"]),
                 "{what}: signing root"
             );
-            let proof = hex_bytes::<96>(&case["selection_proof"]);
-            assert_eq!(
-                sync_aggregator_modulo(&spec.preset),
-                u64_of(&case["modulo"])
-            );
-            assert_eq!(
-                is_sync_committee_aggregator(&proof, &spec.preset),
-                case["is_aggregator"].as_bool().unwrap(),
-                "{what}"
-            );
+            assert_sync_decision(case, &case["selection_proof"], &spec, &what);
             seen += 1;
         }
     }
     // Every folder but phase0 has sync cases.
     assert!(seen >= 7 * 48, "only {seen} sync cases");
+}
+
+/// The sync-aggregator modulo and decision of one case with proof `proof`.
+fn assert_sync_decision(case: &Value, proof: &Value, spec: &ChainSpec, what: &str) {
+    let proof = hex_bytes::<96>(proof);
+    assert_eq!(
+        sync_aggregator_modulo(&spec.preset),
+        u64_of(&case["modulo"]),
+        "{what}"
+    );
+    assert_eq!(
+        is_sync_committee_aggregator(&proof, &spec.preset),
+        case["is_aggregator"].as_bool().unwrap(),
+        "{what}"
+    );
 }

@@ -52,7 +52,9 @@ pub trait StatePreset:
     fn preset() -> Preset;
 
     /// The name of the preset.
-    fn name() -> PresetName;
+    fn name() -> PresetName {
+        Self::preset().name
+    }
 }
 
 /// The mainnet preset.
@@ -77,10 +79,6 @@ impl StatePreset for Mainnet {
     fn preset() -> Preset {
         Preset::mainnet()
     }
-
-    fn name() -> PresetName {
-        PresetName::Mainnet
-    }
 }
 
 /// The minimal preset.
@@ -104,10 +102,6 @@ impl StatePreset for Minimal {
 
     fn preset() -> Preset {
         Preset::minimal()
-    }
-
-    fn name() -> PresetName {
-        PresetName::Minimal
     }
 }
 
