@@ -2,9 +2,11 @@
 //! conventions ([`types`]), error bodies ([`error`]), the
 //! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
-//! ([`filters`]) and a typed HTTP client ([`client`]).
+//! ([`filters`]), a typed HTTP client ([`client`]) and what a client learns
+//! of the chain from it ([`chain`]).
 
 pub mod backend;
+pub mod chain;
 pub mod client;
 pub mod error;
 pub mod filters;
@@ -14,5 +16,6 @@ mod test_support;
 pub mod types;
 
 pub use backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
+pub use chain::{ChainInfo, ChainInfoError};
 pub use client::{BeaconNodeClient, ClientError};
 pub use error::{ApiError, ItemError};

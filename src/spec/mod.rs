@@ -1,4 +1,5 @@
-//! Consensus rules as pure functions: no I/O, no clock.
+//! Consensus rules as pure functions: no I/O, and no clock read except
+//! [`time::unix_now`], which the real-time roles call.
 //!
 //! - [`config`]: the presets (mainnet, minimal) and the chain configuration
 //!   (fork schedule, domain types, timing), loaded from a preset name, a
@@ -9,11 +10,14 @@
 //!   the signing roots of the two selection proofs.
 //! - [`selection`]: `is_aggregator`, `is_sync_committee_aggregator` and the
 //!   committee arithmetic they depend on.
+//! - [`time`]: slot timing as arithmetic (which slot a moment falls in, when
+//!   a slot starts); the caller supplies the moment.
 
 pub mod config;
 pub mod primitives;
 pub mod selection;
 pub mod signing;
+pub mod time;
 
 pub use config::{ChainSpec, ConfigError, ForkName, Preset, PresetName};
 pub use primitives::*;
