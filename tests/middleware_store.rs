@@ -616,3 +616,71 @@ fn concurrent_operators_combine_each_duty_once() {
     }
     assert_eq!(store.stats().combined, cases.len() as u64);
 }
+
+#[test]
+fn a_batch_is_answered_per_item_and_completes_every_duty_it_fills() {
+    let cases = attestation_cases(6);
+    let cluster = cluster_of(&cases);
+    let store = cluster.store();
+    // Shares 1 and 2 of every duty arrive one by one first.
+    for case in &cases {
+        insert_all(&cluster, &store, case, &[1, 2]);
+    }
+    // Then one batch from operator 3: its partial of each duty (completing
+    // all six), a forged one, a duplicate, a conflicting one and a partial
+    // of a validator outside the lock.
+    let mut batch: Vec<(DutyKey, Partial)> = cases
+        .iter()
+        .map(|case| {
+            let partial = cluster.partial(case.validator_index, 3, case.signing_root);
+            (cluster.key(case), partial)
+        })
+        .collect();
+    let forged = Partial {
+        signature: SecretKey::random().sign(cases[0].signing_root.as_slice()),
+        ..cluster.partial(cases[0].validator_index, 4, cases[0].signing_root)
+    };
+    batch.push((cluster.key(&cases[0]), forged));
+    batch.push(batch[1]);
+    let conflicting = cluster.partial(cases[2].validator_index, 3, Root::repeat_byte(9));
+    batch.push((cluster.key(&cases[2]), conflicting));
+    let stranger = DutyKey::attestation(SecretKey::random().public_key(), cases[0].slot);
+    batch.push((stranger, batch[0].1));
+
+    let outcomes = store.insert_batch(&batch, Source::Peer(3));
+    assert_eq!(outcomes.len(), batch.len());
+    for (case, outcome) in cases.iter().zip(&outcomes) {
+        match outcome {
+            Ok(InsertOutcome::Combined(proof)) => assert_eq!(*proof, case.selection_proof),
+            other => panic!("{other:?} for validator {}", case.validator_index),
+        }
+        assert_eq!(
+            store.combined(&cluster.key(case)),
+            Some(case.selection_proof)
+        );
+    }
+    let rest = &outcomes[cases.len()..];
+    assert!(
+        matches!(
+            &rest[0],
+            Err(StoreError::InvalidPartial { share_index: 4, .. })
+        ),
+        "{:?}",
+        rest[0]
+    );
+    assert_eq!(rest[1], Ok(InsertOutcome::Duplicate));
+    assert!(
+        matches!(&rest[2], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        rest[2]
+    );
+    assert!(
+        matches!(&rest[3], Err(StoreError::UnknownValidator { .. })),
+        "{:?}",
+        rest[3]
+    );
+    let stats = store.stats();
+    assert_eq!(stats.combined, cases.len() as u64);
+    assert_eq!(stats.received[&Source::Peer(3)], batch.len() as u64);
+    assert_eq!(stats.rejected[&Source::Peer(3)], 3);
+}

@@ -260,6 +260,22 @@ impl BeaconNodeClient {
         Ok(self.get_json::<StateResponse<_>>(&path).await?.data)
     }
 
+    /// `POST /eth/v1/beacon/states/{state_id}/validators` with `{"ids": [...]}`:
+    /// the validators named, for lists too long for a URL.
+    pub async fn post_state_validators(
+        &self,
+        state_id: StateId,
+        ids: &[ValidatorId],
+    ) -> Result<Vec<ValidatorData>, ClientError> {
+        let path = format!("/eth/v1/beacon/states/{state_id}/validators");
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let body = serde_json::json!({ "ids": ids });
+        Ok(self
+            .post_json::<_, StateResponse<_>>(&path, &body)
+            .await?
+            .data)
+    }
+
     /// `GET /eth/v1/beacon/states/{state_id}/committees[?epoch=]`.
     pub async fn state_committees(
         &self,

@@ -7,7 +7,7 @@ use warp::http::StatusCode;
 use super::types::{ErrorMessage, IndexedFailure};
 use crate::spec::{CommitteeIndex, Slot, ValidatorIndex};
 
-/// Why one item of an `is_aggregator` request is rejected.
+/// Why one item of a list request (`is_aggregator`, the selections) is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItemError {
     /// The item is not a well-formed `IsAggregatorRequestItem`.
@@ -52,6 +52,9 @@ pub enum ItemError {
     /// `slot_signature` is not a valid G2 point.
     #[error("slot_signature does not decode: {0}")]
     BadSignatureEncoding(String),
+    /// A distributed-validator middleware refused the item, for the reason given.
+    #[error("{0}")]
+    Refused(String),
     /// `slot_signature` is a valid point but does not verify.
     #[error("slot_signature is not a valid selection proof of validator {validator_index} for slot {slot}")]
     InvalidSignature {

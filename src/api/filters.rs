@@ -106,6 +106,33 @@ pub fn selections_not_implemented() -> impl Filter<Extract = (Response,), Error 
         })
 }
 
+/// A server future, ready to be spawned.
+pub type ServerFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Binds `listen` and returns the bound address (port 0 picks a free one)
+/// and the server future: it serves `routes`, with rejections turned into
+/// Beacon API error bodies by [`recover`], until `shutdown` resolves or the
+/// future is dropped; then it closes the listener and idle connections and
+/// lets requests in flight finish.
+pub async fn bind_server<F, G>(
+    routes: F,
+    listen: std::net::SocketAddr,
+    shutdown: G,
+) -> std::io::Result<(std::net::SocketAddr, ServerFuture)>
+where
+    F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
+    G: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let routes = routes.recover(recover);
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run();
+    Ok((addr, Box::pin(server)))
+}
+
 /// Turns a rejection into a Beacon API error body (`{"code", "message"}`).
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(error) = rejection.find::<ApiError>() {
@@ -171,17 +198,10 @@ where
             other => ApiError::Internal(other.to_string()),
         });
     }
-    check_json_content_type(content_type.as_deref())?;
-    if content_length.is_some_and(|length| length > limits.max_body_bytes) {
-        return Err(ApiError::BodyTooLarge {
-            limit: limits.max_body_bytes,
-        });
-    }
-    let body = read_body(body, limits.max_body_bytes).await?;
-    // Parsing and BLS verification are CPU-bound: keep them off the async workers.
+    let parsed: Vec<Result<IsAggregatorRequestItem, ItemError>> =
+        read_item_list(limits, content_type.as_deref(), content_length, body).await?;
+    // BLS verification is CPU-bound: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let raw_items = parse_item_list(&body, limits.max_items)?;
-        let parsed: Vec<_> = raw_items.iter().map(|raw| parse_item(raw)).collect();
         let borrowed: Vec<Result<&IsAggregatorRequestItem, ItemError>> = parsed
             .iter()
             .map(|item| item.as_ref().map_err(Clone::clone))
@@ -190,6 +210,38 @@ where
     })
     .await
     .map_err(|error| ApiError::Internal(format!("is_aggregator worker failed: {error}")))?
+}
+
+/// Reads a request body that is a JSON array of `T` within `limits`: the
+/// content type must be JSON (or absent), the body at most
+/// `limits.max_body_bytes` (chunked or not) and the array at most
+/// `limits.max_items` long. Each item is parsed on its own, so that a bad
+/// one is named by its index while the others keep their answer.
+pub(crate) async fn read_item_list<T, S, B>(
+    limits: Limits,
+    content_type: Option<&str>,
+    content_length: Option<u64>,
+    body: S,
+) -> Result<Vec<Result<T, ItemError>>, ApiError>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    check_json_content_type(content_type)?;
+    if content_length.is_some_and(|length| length > limits.max_body_bytes) {
+        return Err(ApiError::BodyTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    let body = read_body(body, limits.max_body_bytes).await?;
+    // Parsing up to 16 MiB of JSON takes tens of milliseconds.
+    tokio::task::spawn_blocking(move || {
+        let raw_items = parse_item_list(&body, limits.max_items)?;
+        Ok(raw_items.iter().map(|raw| parse_item(raw)).collect())
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("request parser failed: {error}")))?
 }
 
 /// Accepts `application/json` (any parameters, any case) or no content type.
@@ -262,7 +314,7 @@ fn parse_item_list(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiE
     Ok(items)
 }
 
-fn parse_item(raw: &RawValue) -> Result<IsAggregatorRequestItem, ItemError> {
+fn parse_item<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, ItemError> {
     serde_json::from_str(raw.get()).map_err(|error| ItemError::Malformed(error.to_string()))
 }
 

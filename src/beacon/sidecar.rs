@@ -20,7 +20,9 @@ use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
 use super::source::{follow_upstream, load_state_file, FollowConfig, SourceError};
 use super::state_api::state_api_routes;
 use crate::api::client::BeaconNodeClient;
-use crate::api::filters::{is_aggregator_routes_with_limits, selections_not_implemented, Limits};
+use crate::api::filters::{
+    bind_server, is_aggregator_routes_with_limits, selections_not_implemented, Limits, ServerFuture,
+};
 use crate::api::{ClientError, SelectionBackend};
 use crate::spec::{ChainSpec, ForkName};
 
@@ -161,9 +163,7 @@ impl Drop for Sidecar {
     }
 }
 
-type Server = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-async fn bind<F>(routes: F, listen: SocketAddr) -> Result<(SocketAddr, Server), SidecarError>
+async fn bind<F>(routes: F, listen: SocketAddr) -> Result<(SocketAddr, ServerFuture), SidecarError>
 where
     F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
         + Clone
@@ -171,14 +171,11 @@ where
         + Sync
         + 'static,
 {
-    let bind_error = |e: std::io::Error| SidecarError::Bind {
-        addr: listen,
-        reason: e.to_string(),
-    };
-    let listener = tokio::net::TcpListener::bind(listen)
+    // The sidecar stops with its process or when dropped.
+    bind_server(routes, listen, std::future::pending())
         .await
-        .map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
-    let routes = routes.recover(crate::api::filters::recover);
-    Ok((addr, Box::pin(warp::serve(routes).incoming(listener).run())))
+        .map_err(|e| SidecarError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })
 }

@@ -1,31 +1,35 @@
 //! The distributed-validator middleware: it sits between each operator's
-//! validator client and beacon node and combines the cluster's partial
-//! selection proofs. So far it owns two parts, without the service that will
-//! join them:
+//! validator client and beacon node, collects the cluster's partial
+//! selection proofs and answers with the combined ones.
 //!
 //! - the core, without network or clock: the duties it combines ([`duty`])
 //!   and the store of partial selection proofs that verifies, deduplicates and
 //!   combines them and wakes the requests waiting for each duty ([`store`]);
 //! - the peer protocol over which operators exchange partials: the wire
 //!   format and node-key authentication ([`peer`]), the receiving endpoint
-//!   ([`peer_server`]) and the sending client with retries ([`peer_client`]).
-//!
-//! The middleware service (VC-facing selection routes, request deadlines
-//! from slot timing, catch-up, `/metrics`) is built on these: it computes the
-//! signing root of each duty, inserts its own VC's partials and its peers',
-//! ticks [`PartialStore::set_current_slot`] and bounds every
-//! [`PartialStore::wait_combined`] with its deadline.
+//!   ([`peer_server`]) and the sending client with retries ([`peer_client`]);
+//! - the node: what it knows of the chain ([`chain`]), its exchange with the
+//!   peers (broadcast, re-send, catch-up; [`exchange`]), the VC-facing
+//!   selection logic ([`selections`]) and routes ([`routes`]), its counters
+//!   ([`metrics`]) and the service that assembles them ([`service`]).
 
+pub mod chain;
 pub mod duty;
+pub mod exchange;
+pub mod metrics;
 pub mod peer;
 pub mod peer_client;
 pub mod peer_server;
+pub mod routes;
+pub mod selections;
+pub mod service;
 pub mod store;
 
 pub use duty::{DutyKey, DutyKind, Partial, Source};
 pub use peer::{ItemOutcome, PartialItem, PartialSink};
 pub use peer_client::{PeerClient, PeerError, PeerReply, RetryPolicy};
 pub use peer_server::{peer_routes, ServeError};
+pub use service::{Middleware, MiddlewareConfig, MiddlewareError, SlotSource};
 pub use store::{
     Clock, InsertOutcome, LatencyStats, PartialStore, StoreError, StoreLimits, StoreStats,
     SystemClock,

@@ -1,6 +1,8 @@
 //! The middleware peer protocol: the wire format of `POST /dv/v1/partials`
-//! (operators exchange partial selection proofs) and how a request is
-//! authenticated with the node keys of the cluster lock. The server side is
+//! (operators exchange partial selection proofs) and of `POST /dv/v1/resend`
+//! (a node that restarted asks a peer to send again every partial it holds
+//! from a slot on), and how a request is authenticated with the node keys of
+//! the cluster lock. The server side is
 //! in [`super::peer_server`], the client side in [`super::peer_client`].
 //!
 //! Authentication: the sender signs `sha256(PEER_SIGNING_PREFIX ||
@@ -24,8 +26,10 @@ use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::{Root, Slot};
 
-/// The path of the peer endpoint.
+/// The path of the peer endpoint that takes partials.
 pub const PARTIALS_PATH: &str = "/dv/v1/partials";
+/// The path of the peer endpoint that asks for a re-send (catch-up after a restart).
+pub const RESEND_PATH: &str = "/dv/v1/resend";
 /// Header carrying the sender's operator index (decimal).
 pub const OPERATOR_HEADER: &str = "x-dv-operator";
 /// Header carrying the sender's node-key signature (`0x` + 96 bytes hex).
@@ -325,13 +329,39 @@ pub enum ItemOutcome {
     },
 }
 
-/// Where the peer endpoint delivers authenticated partials: the
-/// middleware's partial store.
+/// The body of `POST /dv/v1/resend`: send me again every partial you hold
+/// for duties at or after `min_slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    /// The asking operator; must equal [`OPERATOR_HEADER`].
+    #[serde(with = "quoted_u64")]
+    pub from_operator: u64,
+    /// The first slot whose duties to re-send.
+    #[serde(with = "quoted_u64")]
+    pub min_slot: Slot,
+}
+
+/// Where the peer endpoints deliver authenticated requests: the
+/// middleware's partial store and its exchange with the peers.
 pub trait PartialSink: Send + Sync {
     /// Takes the partials `from_operator` sent, and answers one outcome per
     /// item, in order. Called off the async workers: it may verify
     /// signatures.
     fn accept(&self, from_operator: u64, items: Vec<PartialItem>) -> Vec<ItemOutcome>;
+
+    /// `Err(reason)` while the node cannot take partials yet (e.g. it has not
+    /// learnt the chain from its beacon node): the endpoints answer 503, which
+    /// the sender retries.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Operator `from_operator` asks for every partial this node holds at or
+    /// after `min_slot` (it restarted); the node sends them in the background.
+    fn resend_requested(&self, from_operator: u64, min_slot: Slot) {
+        let _ = (from_operator, min_slot);
+    }
 }
 
 #[cfg(test)]

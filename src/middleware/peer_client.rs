@@ -14,12 +14,13 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::peer::{
-    peer_signing_message, ItemOutcome, PartialItem, PartialsMessage, MAX_BODY_BYTES,
-    OPERATOR_HEADER, PARTIALS_PATH, SIGNATURE_HEADER,
+    peer_signing_message, ItemOutcome, PartialItem, PartialsMessage, ResendRequest, MAX_BODY_BYTES,
+    OPERATOR_HEADER, PARTIALS_PATH, RESEND_PATH, SIGNATURE_HEADER,
 };
 use crate::api::types::{ErrorMessage, GenericResponse};
 use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::SecretKey;
+use crate::spec::Slot;
 
 /// Most partials in one request: at most about 512 bytes of JSON each, so
 /// 4 MiB a request, well under [`MAX_BODY_BYTES`] and
@@ -306,6 +307,26 @@ impl PeerClient {
     ) -> Result<Vec<ItemOutcome>, PeerError> {
         let requests = encode_requests(self.self_index, items, PARTIALS_PER_REQUEST)?;
         self.send_requests(to_operator, &requests).await
+    }
+
+    /// Asks peer `to_operator` to send again every partial it holds for
+    /// duties at or after `min_slot` (this node restarted), retrying per the
+    /// policy. The peer answers at once and sends the partials afterwards,
+    /// through its own client.
+    pub async fn request_resend(&self, to_operator: u64, min_slot: Slot) -> Result<(), PeerError> {
+        let (peer, partials_url) = self.reachable_peer(to_operator)?;
+        let mut url = partials_url.clone();
+        url.set_path(RESEND_PATH);
+        let request = ResendRequest {
+            from_operator: self.self_index,
+            min_slot,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| PeerError::Encode(e.to_string()))?;
+        let request = EncodedRequest {
+            body: Bytes::from(body),
+            items: 0,
+        };
+        self.send_body(peer, &url, &request).await.map(|_| ())
     }
 
     /// Sends `items` to every peer at once and yields each peer's reply as

@@ -1,7 +1,9 @@
 //! The receiving side of the peer protocol: `POST /dv/v1/partials`, which
 //! authenticates the sender against the cluster lock before it parses the
 //! body, hands the well-formed partials to a [`PartialSink`] and answers one
-//! [`ItemOutcome`] per item, in request order.
+//! [`ItemOutcome`] per item, in request order; and `POST /dv/v1/resend`,
+//! authenticated the same way, which passes a restarted peer's request for
+//! a re-send to the sink.
 
 use std::sync::Arc;
 
@@ -16,8 +18,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::peer::{
-    AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, MAX_BODY_BYTES,
-    MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
+    AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, ResendRequest,
+    MAX_BODY_BYTES, MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
 };
 use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
 use crate::api::types::{ErrorMessage, GenericResponse};
@@ -72,6 +74,9 @@ pub enum ServeError {
     /// 500: the blocking worker failed.
     #[error("peer request worker failed: {0}")]
     Worker(String),
+    /// 503: the node cannot take partials yet.
+    #[error("not ready for partials: {0}")]
+    NotReady(String),
 }
 
 impl ServeError {
@@ -86,6 +91,7 @@ impl ServeError {
             ServeError::OutcomeCount { .. } | ServeError::Worker(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ServeError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -99,7 +105,8 @@ impl ServeError {
             ServeError::UnsupportedMediaType(_)
             | ServeError::BodyTooLarge { .. }
             | ServeError::BodyRead(_)
-            | ServeError::Worker(_) => None,
+            | ServeError::Worker(_)
+            | ServeError::NotReady(_) => None,
         }
     }
 
@@ -123,8 +130,8 @@ struct PeerHeaders {
     signature: Option<String>,
 }
 
-/// `POST /dv/v1/partials` for operator `self_index` of `lock`, delivering
-/// authenticated partials to `sink`.
+/// `POST /dv/v1/partials` and `POST /dv/v1/resend` for operator
+/// `self_index` of `lock`, delivering authenticated requests to `sink`.
 pub fn peer_routes(
     lock: Arc<ClusterLock>,
     self_index: u64,
@@ -142,15 +149,19 @@ pub fn peer_routes(
                 signature,
             },
         );
-    warp::path!("dv" / "v1" / "partials")
+    let partials = warp::path!("dv" / "v1" / "partials").map(|| PeerRequest::Partials);
+    let resend = warp::path!("dv" / "v1" / "resend").map(|| PeerRequest::Resend);
+    partials
+        .or(resend)
+        .unify()
         .and(warp::post())
         .and(headers)
         .and(warp::body::stream())
-        .then(move |headers: PeerHeaders, body| {
+        .then(move |request: PeerRequest, headers: PeerHeaders, body| {
             let lock = Arc::clone(&lock);
             let sink = Arc::clone(&sink);
             async move {
-                match receive(lock, self_index, sink, headers, body).await {
+                match receive(lock, self_index, sink, request, headers, body).await {
                     Ok(outcomes) => {
                         warp::reply::json(&GenericResponse { data: outcomes }).into_response()
                     }
@@ -163,10 +174,18 @@ pub fn peer_routes(
         })
 }
 
+/// Which peer endpoint a request is for.
+#[derive(Debug, Clone, Copy)]
+enum PeerRequest {
+    Partials,
+    Resend,
+}
+
 async fn receive<S, B>(
     lock: Arc<ClusterLock>,
     self_index: u64,
     sink: Arc<dyn PartialSink>,
+    request: PeerRequest,
     headers: PeerHeaders,
     body: S,
 ) -> Result<Vec<ItemOutcome>, ServeError>
@@ -190,16 +209,40 @@ where
         headers.signature.as_deref(),
     )
     .map_err(ServeError::Auth)?;
+    sink.ready().map_err(ServeError::NotReady)?;
     let body = read_limited(body, MAX_BODY_BYTES).await?;
     // Signature verification, parsing and the sink are CPU-bound.
     tokio::task::spawn_blocking(move || {
         let operator = credentials
             .verify(self_index, &body)
             .map_err(ServeError::Auth)?;
-        deliver(sink.as_ref(), operator, &body)
+        match request {
+            PeerRequest::Partials => deliver(sink.as_ref(), operator, &body),
+            PeerRequest::Resend => {
+                let resend = parse_resend(operator, &body)?;
+                sink.resend_requested(operator, resend.min_slot);
+                Ok(Vec::new())
+            }
+        }
     })
     .await
     .map_err(|error| ServeError::Worker(error.to_string()))?
+}
+
+/// The authenticated body of `operator`'s re-send request.
+fn parse_resend(operator: u64, body: &[u8]) -> Result<ResendRequest, ServeError> {
+    let resend: ResendRequest =
+        serde_json::from_slice(body).map_err(|error| ServeError::Malformed {
+            operator,
+            reason: error.to_string(),
+        })?;
+    if resend.from_operator != operator {
+        return Err(ServeError::SenderMismatch {
+            operator,
+            claimed: resend.from_operator,
+        });
+    }
+    Ok(resend)
 }
 
 /// Accepts `application/json` (any parameters, any case) or none.

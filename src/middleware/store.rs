@@ -23,7 +23,8 @@ use tokio::sync::watch;
 
 use super::duty::{DutyKey, Partial, Source};
 use crate::cluster::ClusterLock;
-use crate::crypto::threshold::{combine_and_verify, verify_partial, ThresholdError};
+use crate::crypto::batch::{find_invalid, verify_signature_sets, SignatureSet};
+use crate::crypto::threshold::{combine_and_verify, combine_signatures, ThresholdError};
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::{Root, Slot};
 
@@ -69,7 +70,8 @@ pub enum StoreError {
     /// A different partial of the same share index is already stored for this
     /// duty; the stored one is kept.
     #[error(
-        "partial of share index {share_index} from {sender} for the {key} conflicts with the stored one (stored signing root {stored_root}, received {received_root}); kept the stored one"
+        "partial of share index {share_index} from {sender} for the {key} conflicts with the stored one ({}); kept the stored one",
+        conflict_detail(stored_root, received_root)
     )]
     Conflict {
         /// The duty.
@@ -124,6 +126,15 @@ pub enum StoreError {
         /// What the threshold combination reported.
         source: Box<ThresholdError>,
     },
+}
+
+/// What differs between two partials of one share for one duty.
+fn conflict_detail(stored_root: &Root, received_root: &Root) -> String {
+    if stored_root == received_root {
+        format!("another signature over the same signing root {stored_root}")
+    } else {
+        format!("it signs root {received_root}, the stored one {stored_root}")
+    }
 }
 
 impl StoreError {
@@ -294,9 +305,19 @@ impl DutyEntry {
     }
 }
 
+/// A duty whose partials over one signing root reached the threshold.
+struct ReadyDuty {
+    /// Position, in the batch, of the partial that completed it.
+    position: usize,
+    key: DutyKey,
+    signing_root: Root,
+    partials: Vec<(u64, Signature)>,
+}
+
 struct Inner {
     duties: HashMap<DutyKey, DutyEntry>,
     current_slot: Slot,
+    limits: StoreLimits,
     stats: StoreStats,
 }
 
@@ -364,7 +385,6 @@ pub struct PartialStore {
     /// also bounds the per-sender counters.
     operators: BTreeSet<u64>,
     threshold: u64,
-    limits: StoreLimits,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
 }
@@ -403,11 +423,11 @@ impl PartialStore {
                 .map(|operator| operator.index)
                 .collect(),
             threshold: lock.threshold,
-            limits,
             clock,
             inner: Mutex::new(Inner {
                 duties: HashMap::new(),
                 current_slot,
+                limits,
                 stats: StoreStats::default(),
             }),
         }
@@ -420,137 +440,283 @@ impl PartialStore {
 
     /// The bounds the store enforces.
     pub fn limits(&self) -> StoreLimits {
-        self.limits
+        self.lock().limits
+    }
+
+    /// Replaces the bounds (a middleware learns `SLOTS_PER_EPOCH` from its
+    /// beacon node after the store exists); duties already held stay until
+    /// the next [`Self::set_current_slot`] prunes them.
+    pub fn set_limits(&self, limits: StoreLimits) {
+        self.lock().limits = limits;
     }
 
     /// Verifies `partial` against its share's public key and stores it for
     /// `key`; combines the duty when this partial completes the threshold.
     ///
     /// Runs up to two BLS verifications (the partial, then the combination
-    /// against the group key) on the calling thread; async callers with many
-    /// partials should use `spawn_blocking`.
+    /// against the group key) on the calling thread; async callers should use
+    /// `spawn_blocking`, and callers with many partials [`Self::insert_batch`].
     pub fn insert(
         &self,
         key: &DutyKey,
         partial: Partial,
         sender: Source,
     ) -> Result<InsertOutcome, StoreError> {
-        let result = self.verify_and_store(key, partial, sender);
+        let mut outcomes = self.insert_batch(&[(*key, partial)], sender);
+        // insert_batch answers one outcome per item.
+        outcomes.pop().unwrap_or(Err(StoreError::UnknownValidator {
+            validator: key.validator,
+        }))
+    }
+
+    /// [`Self::insert`] for many partials of one sender: one outcome per
+    /// item, in order. The partials are verified in one batch (grouped by
+    /// signing root, so the partials of one slot cost about one
+    /// verification), and the duties they complete are combined and their
+    /// combined signatures verified against the group keys in one batch too.
+    /// Only a batch that fails is checked item by item, to name the culprits.
+    pub fn insert_batch(
+        &self,
+        items: &[(DutyKey, Partial)],
+        sender: Source,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let outcomes = self.verify_and_store(items, sender);
         let mut inner = self.lock();
         let stats = &mut inner.stats;
-        if matches!(result, Err(StoreError::UnknownOperator { .. })) {
-            return result;
+        for outcome in &outcomes {
+            if matches!(outcome, Err(StoreError::UnknownOperator { .. })) {
+                continue;
+            }
+            count(&mut stats.received, sender);
+            if outcome.as_ref().is_err_and(StoreError::blames_sender) {
+                count(&mut stats.rejected, sender);
+            }
         }
-        count(&mut stats.received, sender);
-        if result.as_ref().is_err_and(StoreError::blames_sender) {
-            count(&mut stats.rejected, sender);
-        }
-        result
+        outcomes
     }
 
     fn verify_and_store(
         &self,
-        key: &DutyKey,
-        partial: Partial,
+        items: &[(DutyKey, Partial)],
         sender: Source,
-    ) -> Result<InsertOutcome, StoreError> {
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
         if let Source::Peer(operator) = sender {
             if !self.operators.contains(&operator) {
-                return Err(StoreError::UnknownOperator { operator });
+                let unknown = StoreError::UnknownOperator { operator };
+                return items.iter().map(|_| Err(unknown.clone())).collect();
             }
         }
-        let pubshare = self.pubshare(key, partial.share_index, sender)?;
-        // Cheap refusals first: a duplicate or a conflict needs no pairing.
-        if let Some(outcome) = self.lock().precheck(key, &partial, sender, &self.limits)? {
-            return Ok(outcome);
+        // `None` until decided; cheap refusals first: a duplicate or a
+        // conflict needs no pairing.
+        let mut outcomes: Vec<Option<Result<InsertOutcome, StoreError>>> =
+            items.iter().map(|_| None).collect();
+        let mut to_verify = Vec::new();
+        {
+            let inner = self.lock();
+            for (position, (key, partial)) in items.iter().enumerate() {
+                let checked =
+                    self.pubshare(key, partial.share_index, sender)
+                        .and_then(|pubshare| {
+                            inner
+                                .precheck(key, partial, sender, &inner.limits)
+                                .map(|decided| (pubshare, decided))
+                        });
+                match checked {
+                    Ok((_, Some(decided))) => outcomes[position] = Some(Ok(decided)),
+                    Ok((pubshare, None)) => to_verify.push((position, pubshare)),
+                    Err(error) => outcomes[position] = Some(Err(error)),
+                }
+            }
         }
-        if !verify_partial(
-            pubshare,
-            partial.signing_root.as_slice(),
-            &partial.signature,
-        ) {
-            return Err(StoreError::InvalidPartial {
+        for position in self.invalid_partials(items, &to_verify) {
+            let (key, partial) = &items[position];
+            outcomes[position] = Some(Err(StoreError::InvalidPartial {
                 key: Box::new(*key),
                 share_index: partial.share_index,
                 sender,
-            });
+            }));
         }
-        let arrived = self.clock.now();
-        let ready = {
-            let mut inner = self.lock();
-            // The lock was released for the verification: look again.
-            let entry = inner.admit(key, &self.limits)?;
-            if let Some(outcome) = entry.existing(key, &partial, sender)? {
-                return Ok(outcome);
-            }
-            entry.partials.insert(
-                partial.share_index,
-                (partial.signing_root, partial.signature),
-            );
-            entry.first_partial_at.get_or_insert(arrived);
-            if entry.combined().is_some() {
-                return Ok(InsertOutcome::Duplicate);
-            }
-            let partials = entry.partials_over(&partial.signing_root);
-            let have = partials.len();
-            if entry.combining || (have as u64) < self.threshold {
-                return Ok(InsertOutcome::Stored {
-                    have,
-                    need: self.threshold,
-                });
-            }
-            entry.combining = true;
-            partials
-        };
-        self.combine(key, &partial.signing_root, &ready)
+        let ready = self.store_verified(items, sender, &mut outcomes);
+        for (position, result) in self.combine(&ready) {
+            outcomes[position] = Some(result);
+        }
+        outcomes
+            .into_iter()
+            .zip(items)
+            .map(|(outcome, (key, _))| {
+                // Every position is decided above; this is unreachable.
+                outcome.unwrap_or(Err(StoreError::UnknownValidator {
+                    validator: key.validator,
+                }))
+            })
+            .collect()
     }
 
-    /// Combines verified partials outside the lock and publishes the result.
-    fn combine(
+    /// The positions among `to_verify` whose partial does not verify against
+    /// its public share.
+    fn invalid_partials(
         &self,
-        key: &DutyKey,
-        signing_root: &Root,
-        partials: &[(u64, Signature)],
-    ) -> Result<InsertOutcome, StoreError> {
-        let pubshares = self.known_validator(&key.validator)?;
-        // Every partial was verified on arrival, so the fast path (combine t,
-        // verify once against the group key) is the only path honest input takes.
-        let result = combine_and_verify(
-            &key.validator,
-            signing_root.as_slice(),
-            partials,
+        items: &[(DutyKey, Partial)],
+        to_verify: &[(usize, &PublicKey)],
+    ) -> Vec<usize> {
+        let sets: Vec<SignatureSet> = to_verify
+            .iter()
+            .map(|(position, pubshare)| {
+                let partial = &items[*position].1;
+                SignatureSet {
+                    pubkey: pubshare,
+                    message: partial.signing_root.0,
+                    signature: &partial.signature,
+                }
+            })
+            .collect();
+        if verify_signature_sets(&sets) {
+            return Vec::new();
+        }
+        find_invalid(&sets)
+            .into_iter()
+            .filter_map(|index| to_verify.get(index).map(|(position, _)| *position))
+            .collect()
+    }
+
+    /// Stores every verified partial still undecided in `outcomes` and
+    /// returns the duties that reached the threshold, with the position of
+    /// the partial that completed each.
+    fn store_verified(
+        &self,
+        items: &[(DutyKey, Partial)],
+        sender: Source,
+        outcomes: &mut [Option<Result<InsertOutcome, StoreError>>],
+    ) -> Vec<ReadyDuty> {
+        let arrived = self.clock.now();
+        let mut ready = Vec::new();
+        let mut inner = self.lock();
+        for (position, (key, partial)) in items.iter().enumerate() {
+            if outcomes[position].is_some() {
+                continue;
+            }
+            // The lock was released for the verification: look again.
+            let limits = inner.limits;
+            let stored = inner.admit(key, &limits).and_then(|entry| {
+                if let Some(outcome) = entry.existing(key, partial, sender)? {
+                    return Ok(Err(outcome));
+                }
+                entry.partials.insert(
+                    partial.share_index,
+                    (partial.signing_root, partial.signature),
+                );
+                entry.first_partial_at.get_or_insert(arrived);
+                if entry.combined().is_some() {
+                    return Ok(Err(InsertOutcome::Duplicate));
+                }
+                let partials = entry.partials_over(&partial.signing_root);
+                let have = partials.len();
+                if entry.combining || (have as u64) < self.threshold {
+                    return Ok(Err(InsertOutcome::Stored {
+                        have,
+                        need: self.threshold,
+                    }));
+                }
+                entry.combining = true;
+                Ok(Ok(partials))
+            });
+            match stored {
+                Ok(Ok(partials)) => ready.push(ReadyDuty {
+                    position,
+                    key: *key,
+                    signing_root: partial.signing_root,
+                    partials,
+                }),
+                Ok(Err(outcome)) => outcomes[position] = Some(Ok(outcome)),
+                Err(error) => outcomes[position] = Some(Err(error)),
+            }
+        }
+        ready
+    }
+
+    /// Combines the ready duties outside the lock, verifies every combined
+    /// signature against its group key in one batch (one by one, with the
+    /// partials, only if the batch fails) and publishes the results.
+    fn combine(&self, ready: &[ReadyDuty]) -> Vec<(usize, Result<InsertOutcome, StoreError>)> {
+        let combined: Vec<Result<Signature, ThresholdError>> = ready
+            .iter()
+            .map(|duty| combine_signatures(&duty.partials, self.threshold))
+            .collect();
+        let sets: Vec<SignatureSet> = ready
+            .iter()
+            .zip(&combined)
+            .filter_map(|(duty, signature)| {
+                signature.as_ref().ok().map(|signature| SignatureSet {
+                    pubkey: &duty.key.validator,
+                    message: duty.signing_root.0,
+                    signature,
+                })
+            })
+            .collect();
+        let all_verified = combined.iter().all(Result::is_ok) && verify_signature_sets(&sets);
+        let results: Vec<Result<Signature, StoreError>> = ready
+            .iter()
+            .zip(combined)
+            .map(|(duty, signature)| match signature {
+                Ok(signature) if all_verified => Ok(signature),
+                // Every partial was verified on arrival, so this path means
+                // the lock's public shares disagree with the group key: let
+                // the full check say which.
+                _ => self.combine_one(duty),
+            })
+            .collect();
+        self.publish(ready, results)
+    }
+
+    /// Combines one duty with the full check of [`combine_and_verify`].
+    fn combine_one(&self, duty: &ReadyDuty) -> Result<Signature, StoreError> {
+        let pubshares = self.known_validator(&duty.key.validator)?;
+        combine_and_verify(
+            &duty.key.validator,
+            duty.signing_root.as_slice(),
+            &duty.partials,
             pubshares,
             self.threshold,
-        );
+        )
+        .map_err(|source| StoreError::Combine {
+            key: Box::new(duty.key),
+            source: Box::new(source),
+        })
+    }
+
+    /// Wakes the waiters of every combined duty and counts the outcomes.
+    fn publish(
+        &self,
+        ready: &[ReadyDuty],
+        results: Vec<Result<Signature, StoreError>>,
+    ) -> Vec<(usize, Result<InsertOutcome, StoreError>)> {
         let finished = self.clock.now();
         let mut inner = self.lock();
-        let mut latency = None;
-        if let Some(entry) = inner.duties.get_mut(key) {
-            entry.combining = false;
-            if let Ok(signature) = &result {
-                entry.combined.send_replace(Some(*signature));
-                latency = entry
-                    .first_partial_at
-                    .map(|first| finished.saturating_duration_since(first));
-            }
-        }
-        let stats = &mut inner.stats;
-        match result {
-            Ok(signature) => {
-                stats.combined = stats.combined.saturating_add(1);
-                if let Some(latency) = latency {
-                    stats.combine_latency.record(latency);
+        let mut published = Vec::with_capacity(ready.len());
+        for (duty, result) in ready.iter().zip(results) {
+            let mut latency = None;
+            if let Some(entry) = inner.duties.get_mut(&duty.key) {
+                entry.combining = false;
+                if let Ok(signature) = &result {
+                    entry.combined.send_replace(Some(*signature));
+                    latency = entry
+                        .first_partial_at
+                        .map(|first| finished.saturating_duration_since(first));
                 }
-                Ok(InsertOutcome::Combined(signature))
             }
-            Err(source) => {
-                stats.combine_failures = stats.combine_failures.saturating_add(1);
-                Err(StoreError::Combine {
-                    key: Box::new(*key),
-                    source: Box::new(source),
-                })
+            let stats = &mut inner.stats;
+            match &result {
+                Ok(_) => {
+                    stats.combined = stats.combined.saturating_add(1);
+                    if let Some(latency) = latency {
+                        stats.combine_latency.record(latency);
+                    }
+                }
+                Err(_) => stats.combine_failures = stats.combine_failures.saturating_add(1),
             }
+            published.push((duty.position, result.map(InsertOutcome::Combined)));
         }
+        published
     }
 
     /// Waits for the duty's combined selection proof. The duty is registered
@@ -563,7 +729,10 @@ impl PartialStore {
         key: &DutyKey,
     ) -> Result<impl Future<Output = Signature> + Send + 'static, StoreError> {
         self.known_validator(&key.validator)?;
-        let mut receiver = self.lock().admit(key, &self.limits)?.combined.subscribe();
+        let mut inner = self.lock();
+        let limits = inner.limits;
+        let mut receiver = inner.admit(key, &limits)?.combined.subscribe();
+        drop(inner);
         Ok(async move {
             let combined = receiver
                 .wait_for(Option::is_some)
@@ -602,6 +771,38 @@ impl PartialStore {
             .unwrap_or_default()
     }
 
+    /// Every stored partial of the duties at or after `min_slot`, with its
+    /// duty: what a node sends again to a peer that restarted or was cut off.
+    pub fn partials_since(&self, min_slot: Slot) -> Vec<(DutyKey, Partial)> {
+        self.lock()
+            .duties
+            .iter()
+            .filter(|(key, _)| key.slot >= min_slot)
+            .flat_map(|(key, entry)| {
+                entry
+                    .partials
+                    .iter()
+                    .map(|(share_index, (signing_root, signature))| {
+                        let partial = Partial {
+                            share_index: *share_index,
+                            signing_root: *signing_root,
+                            signature: *signature,
+                        };
+                        (*key, partial)
+                    })
+            })
+            .collect()
+    }
+
+    /// Counts a partial that the caller refused before it reached the store
+    /// (e.g. a peer's partial over another signing root than the duty's) as
+    /// received and rejected for `sender`.
+    pub fn record_refused(&self, sender: Source) {
+        let mut inner = self.lock();
+        count(&mut inner.stats.received, sender);
+        count(&mut inner.stats.rejected, sender);
+    }
+
     /// The duties held, in no particular order.
     pub fn duties(&self) -> Vec<DutyKey> {
         self.lock().duties.keys().copied().collect()
@@ -610,8 +811,12 @@ impl PartialStore {
     /// Moves the window to `current_slot` and prunes the duties that fell
     /// behind it; returns how many were pruned.
     pub fn set_current_slot(&self, current_slot: Slot) -> usize {
-        self.lock().current_slot = current_slot;
-        self.prune(current_slot.saturating_sub(self.limits.max_slots_behind))
+        let behind = {
+            let mut inner = self.lock();
+            inner.current_slot = current_slot;
+            inner.limits.max_slots_behind
+        };
+        self.prune(current_slot.saturating_sub(behind))
     }
 
     /// The slot the window is centred on.
@@ -684,6 +889,7 @@ mod tests {
         Inner {
             duties: HashMap::new(),
             current_slot,
+            limits: StoreLimits::for_slots_per_epoch(32),
             stats: StoreStats::default(),
         }
     }

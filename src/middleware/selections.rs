@@ -1,0 +1,601 @@
+//! What the middleware answers its validator client, without HTTP: the
+//! standard `beacon_committee_selections` and `sync_committee_selections`
+//! (the combined selection proofs) and the seed's `is_aggregator` (booleans
+//! decided on the combined proof).
+//!
+//! Every item is handled on its own: its partial is verified against this
+//! operator's public share and stored, new partials go to the peers, and the
+//! item waits for its own duty only, until the request's deadline. Then the
+//! request is answered with what reached the threshold; the log says what did
+//! not. An item never waits for another item's peers, so a request for a
+//! whole epoch returns the slots the cluster has combined by its deadline
+//! while a request for one slot returns as soon as that slot is combined.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::chain::{ChainState, ChainView};
+use super::duty::{DutyKey, DutyKind, Partial, Source};
+use super::exchange::{to_item, Exchange};
+use super::metrics::{ItemResult, Metrics, RequestOutcome};
+use super::store::{InsertOutcome, PartialStore};
+use crate::api::error::{ApiError, ItemError};
+use crate::api::types::{
+    BeaconCommitteeSelection, CommitteeData, IsAggregatorRequestItem, SignatureBytes, StateId,
+    SyncCommitteeSelection,
+};
+use crate::api::{BeaconNodeClient, ClientError};
+use crate::crypto::Signature;
+use crate::spec::selection::is_aggregator;
+use crate::spec::{Epoch, Slot, ValidatorIndex};
+
+/// The endpoint names used in logs and metrics.
+pub const BEACON_COMMITTEE_SELECTIONS: &str = "beacon_committee_selections";
+/// See [`BEACON_COMMITTEE_SELECTIONS`].
+pub const SYNC_COMMITTEE_SELECTIONS: &str = "sync_committee_selections";
+/// See [`BEACON_COMMITTEE_SELECTIONS`].
+pub const IS_AGGREGATOR: &str = "is_aggregator";
+
+/// One VC item as the store needs it.
+struct DutyRequest {
+    key: DutyKey,
+    partial: Partial,
+}
+
+/// What became of one item by the deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// The combined selection proof, verified against the group key.
+    Combined(Signature),
+    /// Fewer than the threshold of partials by the deadline.
+    NotCombined,
+    /// Refused, for the reason given.
+    Invalid(String),
+}
+
+/// The VC-facing selection logic of one middleware node; shared by the routes.
+pub struct Selections {
+    store: Arc<PartialStore>,
+    chain: Arc<ChainState>,
+    exchange: Arc<Exchange>,
+    metrics: Arc<Metrics>,
+    beacon: BeaconNodeClient,
+    share_index: u64,
+    /// The time a request may wait, in microseconds (set once the slot
+    /// duration is known).
+    timeout_micros: AtomicU64,
+}
+
+impl Selections {
+    /// The selection logic of operator `share_index`, answering each request
+    /// within `timeout` of its arrival.
+    pub fn new(
+        store: Arc<PartialStore>,
+        chain: Arc<ChainState>,
+        exchange: Arc<Exchange>,
+        metrics: Arc<Metrics>,
+        beacon: BeaconNodeClient,
+        share_index: u64,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            chain,
+            exchange,
+            metrics,
+            beacon,
+            share_index,
+            timeout_micros: AtomicU64::new(micros(timeout)),
+        }
+    }
+
+    /// The time a request may wait for its duties.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_micros(self.timeout_micros.load(Ordering::Relaxed))
+    }
+
+    /// Sets the time a request may wait for its duties.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_micros
+            .store(micros(timeout), Ordering::Relaxed);
+    }
+
+    /// `Err(503)` while the middleware has not learnt the chain from its
+    /// beacon node.
+    pub fn ready(&self) -> Result<Arc<ChainView>, ApiError> {
+        self.chain
+            .view()
+            .map_err(|reason| ApiError::NotReady(format!("the middleware is not ready: {reason}")))
+    }
+
+    /// `beacon_committee_selections`: the combined proof of every item that
+    /// reached the threshold by the deadline, in request order.
+    pub async fn beacon_committee_selections(
+        &self,
+        items: Vec<Result<BeaconCommitteeSelection, ItemError>>,
+    ) -> Result<Vec<BeaconCommitteeSelection>, ApiError> {
+        let view = self.ready()?;
+        let requests: Vec<Result<DutyRequest, String>> = items
+            .iter()
+            .map(|item| {
+                let item = item.as_ref().map_err(ToString::to_string)?;
+                self.duty_request(
+                    &view,
+                    item.validator_index,
+                    DutyKind::AttestationSelection,
+                    item.slot,
+                    &item.selection_proof,
+                )
+            })
+            .collect();
+        let answers = self
+            .answer(
+                BEACON_COMMITTEE_SELECTIONS,
+                &items_or_none(&items),
+                requests,
+            )
+            .await?;
+        Ok(items
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(item, answer)| match (item, answer) {
+                (Ok(item), Answer::Combined(proof)) => Some(BeaconCommitteeSelection {
+                    selection_proof: SignatureBytes(proof.to_bytes()),
+                    ..item
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `sync_committee_selections`: as [`Self::beacon_committee_selections`],
+    /// one duty per (validator, slot, subcommittee).
+    pub async fn sync_committee_selections(
+        &self,
+        items: Vec<Result<SyncCommitteeSelection, ItemError>>,
+    ) -> Result<Vec<SyncCommitteeSelection>, ApiError> {
+        let view = self.ready()?;
+        let requests: Vec<Result<DutyRequest, String>> = items
+            .iter()
+            .map(|item| {
+                let item = item.as_ref().map_err(ToString::to_string)?;
+                let kind = DutyKind::SyncSelection {
+                    subcommittee_index: item.subcommittee_index,
+                };
+                self.duty_request(
+                    &view,
+                    item.validator_index,
+                    kind,
+                    item.slot,
+                    &item.selection_proof,
+                )
+            })
+            .collect();
+        let answers = self
+            .answer(SYNC_COMMITTEE_SELECTIONS, &items_or_none(&items), requests)
+            .await?;
+        Ok(items
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(item, answer)| match (item, answer) {
+                (Ok(item), Answer::Combined(proof)) => Some(SyncCommitteeSelection {
+                    selection_proof: SignatureBytes(proof.to_bytes()),
+                    ..item
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The seed's `is_aggregator`: the slot signatures are partials; the
+    /// decision is taken on the combined one, with the committee size the
+    /// beacon node resolves. One boolean per item in request order; an item
+    /// whose partials did not reach the threshold by the deadline is `false`
+    /// (no operator can aggregate without the group proof). Items that are
+    /// not valid selection requests get 400, naming each.
+    pub async fn is_aggregator(
+        &self,
+        items: Vec<Result<IsAggregatorRequestItem, ItemError>>,
+    ) -> Result<Vec<bool>, ApiError> {
+        let view = self.ready()?;
+        let requests: Vec<Result<DutyRequest, String>> = items
+            .iter()
+            .map(|item| {
+                let item = item.as_ref().map_err(ToString::to_string)?;
+                self.duty_request(
+                    &view,
+                    item.validator_index,
+                    DutyKind::AttestationSelection,
+                    item.slot,
+                    &item.slot_signature,
+                )
+            })
+            .collect();
+        let answers = self
+            .answer(IS_AGGREGATOR, &items_or_none(&items), requests)
+            .await?;
+        let failures: Vec<(usize, ItemError)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, answer)| match answer {
+                Answer::Invalid(reason) => Some((index, ItemError::Refused(reason.clone()))),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            return Err(ApiError::InvalidItems {
+                total: items.len(),
+                failures,
+            });
+        }
+        let combined: Vec<(usize, IsAggregatorRequestItem)> = items
+            .into_iter()
+            .zip(&answers)
+            .enumerate()
+            .filter_map(|(index, (item, answer))| match (item, answer) {
+                (Ok(item), Answer::Combined(proof)) => Some((
+                    index,
+                    IsAggregatorRequestItem {
+                        slot_signature: SignatureBytes(proof.to_bytes()),
+                        ..item
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let decisions = self.decide(&view, answers.len(), &combined).await;
+        let decisions = decisions.inspect_err(|_| {
+            self.metrics.request(IS_AGGREGATOR, RequestOutcome::Refused);
+        })?;
+        let mut answers = vec![false; answers.len()];
+        for ((index, _), decision) in combined.iter().zip(decisions) {
+            answers[*index] = decision;
+        }
+        Ok(answers)
+    }
+
+    /// The duty and partial of one item, or why it is not a selection of
+    /// this cluster.
+    fn duty_request(
+        &self,
+        view: &ChainView,
+        validator_index: ValidatorIndex,
+        kind: DutyKind,
+        slot: Slot,
+        proof: &SignatureBytes,
+    ) -> Result<DutyRequest, String> {
+        let validator = view.validator(validator_index).ok_or_else(|| {
+            format!("validator index {validator_index} is not a validator of this cluster known to the beacon node")
+        })?;
+        let signature = Signature::from_bytes(&proof.0)
+            .map_err(|error| format!("selection proof does not decode: {error}"))?;
+        Ok(DutyRequest {
+            key: DutyKey {
+                kind,
+                validator,
+                slot,
+            },
+            partial: Partial {
+                share_index: self.share_index,
+                signing_root: view.signing_root(kind, slot),
+                signature,
+            },
+        })
+    }
+
+    /// Stores and shares the partials, then waits for each duty until the deadline.
+    async fn answer(
+        &self,
+        endpoint: &'static str,
+        slots: &[Option<Slot>],
+        requests: Vec<Result<DutyRequest, String>>,
+    ) -> Result<Vec<Answer>, ApiError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout();
+        let mut answers: Vec<Option<Answer>> = requests
+            .iter()
+            .map(|request| request.as_ref().err().map(|e| Answer::Invalid(e.clone())))
+            .collect();
+        let valid: Vec<(usize, DutyKey, Partial)> = requests
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, request)| request.ok().map(|r| (index, r.key, r.partial)))
+            .collect();
+        let outcomes = self.store_local(&valid).await?;
+        let mut fresh = Vec::new();
+        let mut waits = Vec::new();
+        for ((index, key, partial), outcome) in valid.iter().zip(outcomes) {
+            match outcome {
+                Ok(outcome) => {
+                    if matches!(
+                        outcome,
+                        InsertOutcome::Stored { .. } | InsertOutcome::Combined(_)
+                    ) {
+                        fresh.push(to_item(key, partial));
+                    }
+                    waits.push((*index, *key));
+                }
+                Err(error) => answers[*index] = Some(Answer::Invalid(error.to_string())),
+            }
+        }
+        self.exchange.broadcast(fresh);
+        for (index, answer) in self.wait_all(waits, deadline).await {
+            answers[index] = Some(answer);
+        }
+        let answers: Vec<Answer> = answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or(Answer::NotCombined))
+            .collect();
+        self.report(endpoint, slots, &answers, started.elapsed());
+        if !answers.is_empty() && answers.iter().all(|a| matches!(a, Answer::Invalid(_))) {
+            self.metrics.request(endpoint, RequestOutcome::Refused);
+            return Err(invalid_items(&answers));
+        }
+        Ok(answers)
+    }
+
+    /// Inserts this VC's partials (verified in one batch) off the async workers.
+    async fn store_local(
+        &self,
+        valid: &[(usize, DutyKey, Partial)],
+    ) -> Result<Vec<Result<InsertOutcome, super::store::StoreError>>, ApiError> {
+        let store = Arc::clone(&self.store);
+        let batch: Vec<(DutyKey, Partial)> = valid.iter().map(|(_, k, p)| (*k, *p)).collect();
+        tokio::task::spawn_blocking(move || store.insert_batch(&batch, Source::Local))
+            .await
+            .map_err(|error| ApiError::Internal(format!("partial store worker failed: {error}")))
+    }
+
+    /// Waits for every duty at once, each until `deadline`.
+    async fn wait_all(
+        &self,
+        waits: Vec<(usize, DutyKey)>,
+        deadline: Instant,
+    ) -> Vec<(usize, Answer)> {
+        let futures = waits.into_iter().map(|(index, key)| {
+            let wait = self.store.wait_combined(&key);
+            async move {
+                let answer = match wait {
+                    Ok(wait) => match tokio::time::timeout_at(deadline, wait).await {
+                        Ok(proof) => Answer::Combined(proof),
+                        Err(_) => Answer::NotCombined,
+                    },
+                    Err(error) => Answer::Invalid(error.to_string()),
+                };
+                (index, answer)
+            }
+        });
+        futures_util::future::join_all(futures).await
+    }
+
+    /// Counts the answers and logs what was not combined, and why.
+    fn report(
+        &self,
+        endpoint: &'static str,
+        slots: &[Option<Slot>],
+        answers: &[Answer],
+        elapsed: Duration,
+    ) {
+        let mut counts: HashMap<ItemResult, usize> = HashMap::new();
+        for answer in answers {
+            let result = match answer {
+                Answer::Combined(_) => ItemResult::Combined,
+                Answer::NotCombined => ItemResult::NotCombined,
+                Answer::Invalid(_) => ItemResult::Invalid,
+            };
+            *counts.entry(result).or_default() += 1;
+        }
+        for (result, count) in &counts {
+            self.metrics.items(endpoint, *result, *count);
+        }
+        let combined = counts.get(&ItemResult::Combined).copied().unwrap_or(0);
+        let not_combined = counts.get(&ItemResult::NotCombined).copied().unwrap_or(0);
+        let invalid = counts.get(&ItemResult::Invalid).copied().unwrap_or(0);
+        if invalid < answers.len() {
+            let outcome = if not_combined == 0 && invalid == 0 {
+                RequestOutcome::Complete
+            } else {
+                RequestOutcome::Partial
+            };
+            self.metrics.request(endpoint, outcome);
+        }
+        let elapsed_ms = elapsed.as_millis();
+        info!(
+            endpoint,
+            items = answers.len(),
+            combined,
+            not_combined,
+            invalid,
+            elapsed_ms,
+            "answered a selection request"
+        );
+        let late: Vec<Slot> = answers
+            .iter()
+            .zip(slots)
+            .filter(|(answer, _)| matches!(answer, Answer::NotCombined))
+            .filter_map(|(_, slot)| *slot)
+            .collect();
+        if let (Some(first), Some(last)) = (late.iter().min(), late.iter().max()) {
+            warn!(
+                endpoint,
+                not_combined,
+                first_slot = first,
+                last_slot = last,
+                threshold = self.store.threshold(),
+                "some duties had too few partials by the request's deadline; they are answered as soon as the other operators' partials arrive"
+            );
+        }
+        for (index, answer) in answers.iter().enumerate() {
+            if let Answer::Invalid(reason) = answer {
+                warn!(
+                    endpoint,
+                    index,
+                    reason = reason.as_str(),
+                    "refused a selection item"
+                );
+            }
+        }
+    }
+
+    /// The decisions of combined `is_aggregator` items: the beacon node's own
+    /// `is_aggregator` when it serves one, else the spec rule on the
+    /// committee length from its committees endpoint.
+    async fn decide(
+        &self,
+        view: &ChainView,
+        total: usize,
+        combined: &[(usize, IsAggregatorRequestItem)],
+    ) -> Result<Vec<bool>, ApiError> {
+        if combined.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items: Vec<IsAggregatorRequestItem> =
+            combined.iter().map(|(_, item)| item.clone()).collect();
+        match self.beacon.is_aggregator(&items).await {
+            Ok(answers) if answers.len() == items.len() => Ok(answers),
+            Ok(answers) => Err(ApiError::Internal(format!(
+                "the beacon node answered {} decisions for {} items",
+                answers.len(),
+                items.len()
+            ))),
+            Err(ClientError::Status {
+                status: 404 | 405 | 501,
+                ..
+            }) => self.decide_from_committees(view, total, combined).await,
+            Err(ClientError::Status {
+                status: 400,
+                message,
+                failures,
+                ..
+            }) => {
+                let failures: Vec<(usize, ItemError)> = failures
+                    .into_iter()
+                    .filter_map(|failure| {
+                        let (index, _) = combined.get(failure.index)?;
+                        Some((*index, ItemError::Refused(failure.message)))
+                    })
+                    .collect();
+                Err(if failures.is_empty() {
+                    ApiError::BadRequest(format!("the beacon node refused the items: {message}"))
+                } else {
+                    ApiError::InvalidItems { total, failures }
+                })
+            }
+            Err(error) => Err(ApiError::NotReady(format!(
+                "the beacon node could not decide: {error}"
+            ))),
+        }
+    }
+
+    /// The spec rule on committee lengths from `GET .../committees?epoch=`,
+    /// checking membership as the beacon node's endpoint would.
+    async fn decide_from_committees(
+        &self,
+        view: &ChainView,
+        total: usize,
+        combined: &[(usize, IsAggregatorRequestItem)],
+    ) -> Result<Vec<bool>, ApiError> {
+        let preset = &view.info.spec.preset;
+        let mut committees: HashMap<Epoch, Vec<CommitteeData>> = HashMap::new();
+        let mut decisions = Vec::with_capacity(combined.len());
+        let mut failures = Vec::new();
+        for (index, item) in combined {
+            let epoch = item.slot / preset.SLOTS_PER_EPOCH.max(1);
+            let list = match committees.entry(epoch) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    let fetched = self
+                        .beacon
+                        .state_committees(StateId::Head, Some(epoch))
+                        .await
+                        .map_err(|error| {
+                            ApiError::NotReady(format!(
+                                "the beacon node has no committees of epoch {epoch}: {error}"
+                            ))
+                        })?;
+                    entry.insert(fetched)
+                }
+            };
+            let members = list
+                .iter()
+                .find(|c| c.slot == item.slot && c.index == item.committee_index);
+            match members {
+                Some(committee) if committee.validators.contains(&item.validator_index) => {
+                    let length = committee.validators.len() as u64;
+                    decisions.push(is_aggregator(length, &item.slot_signature.0, preset));
+                }
+                _ => {
+                    failures.push((
+                        *index,
+                        ItemError::NotInCommittee {
+                            validator_index: item.validator_index,
+                            slot: item.slot,
+                            committee_index: item.committee_index,
+                        },
+                    ));
+                    decisions.push(false);
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(decisions)
+        } else {
+            Err(ApiError::InvalidItems { total, failures })
+        }
+    }
+}
+
+/// The slot of each item that parsed, for the logs.
+fn items_or_none<T: HasSlot>(items: &[Result<T, ItemError>]) -> Vec<Option<Slot>> {
+    items
+        .iter()
+        .map(|item| item.as_ref().ok().map(HasSlot::slot))
+        .collect()
+}
+
+/// The slot of a request item.
+trait HasSlot {
+    fn slot(&self) -> Slot;
+}
+
+impl HasSlot for BeaconCommitteeSelection {
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+}
+
+impl HasSlot for SyncCommitteeSelection {
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+}
+
+impl HasSlot for IsAggregatorRequestItem {
+    fn slot(&self) -> Slot {
+        self.slot
+    }
+}
+
+/// 400 naming every item (all were refused).
+fn invalid_items(answers: &[Answer]) -> ApiError {
+    ApiError::InvalidItems {
+        total: answers.len(),
+        failures: answers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, answer)| match answer {
+                Answer::Invalid(reason) => Some((index, ItemError::Refused(reason.clone()))),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}

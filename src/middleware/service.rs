@@ -1,0 +1,412 @@
+//! The middleware node of one operator: [`MiddlewareConfig`] ->
+//! [`Middleware::start`] -> a running node, as the CLI, the tests and the
+//! devnet start it.
+//!
+//! A node serves two HTTP servers:
+//! - the validator API its VC talks to as if it were the beacon node: the
+//!   selection endpoints and `/metrics` ([`super::routes`]), then every other
+//!   request reverse-proxied to the beacon node;
+//! - the peer API the other operators send partials to ([`super::peer_server`]).
+//!
+//! In the background it learns the chain from its beacon node (retrying
+//! until the node answers, with VC requests answered 503 meanwhile), asks its
+//! peers to re-send the partials of recent slots (catch-up after a restart),
+//! then follows the slots: each slot moves the store's window, each epoch
+//! refreshes the head fork and the validators' registry indices.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use warp::Filter;
+
+use super::chain::{fetch_view, ChainState, ChainView};
+use super::exchange::{Exchange, StoreSink};
+use super::metrics::Metrics;
+use super::peer::PartialSink;
+use super::peer_client::{PeerClient, PeerError, RetryPolicy};
+use super::peer_server::peer_routes;
+use super::routes::middleware_routes;
+use super::selections::Selections;
+use super::store::{PartialStore, StoreLimits};
+use crate::api::filters::{bind_server, Limits};
+use crate::api::{BeaconNodeClient, ClientError};
+use crate::beacon::proxy::{proxy_filter, ProxyConfig, ProxyError};
+use crate::cluster::ClusterLock;
+use crate::crypto::SecretKey;
+use crate::spec::time::unix_now;
+use crate::spec::Slot;
+
+/// Where a node reads the current slot.
+#[derive(Debug, Clone)]
+pub enum SlotSource {
+    /// The wall clock against the chain's genesis time and slot duration.
+    WallClock,
+    /// Slots set by the caller, for tests that answer from a fixed state
+    /// whose slot is far from the wall clock's.
+    Manual(watch::Receiver<Slot>),
+}
+
+/// Everything [`Middleware::start`] needs.
+#[derive(Debug, Clone)]
+pub struct MiddlewareConfig {
+    /// The cluster lock (validated): validators, public shares, operators
+    /// and their peer addresses and node keys.
+    pub lock: ClusterLock,
+    /// This operator's index in the lock (its share index of every validator).
+    pub operator_index: u64,
+    /// This operator's node key, which the lock lists for it.
+    pub node_key: SecretKey,
+    /// The beacon node's base URL.
+    pub beacon_node: String,
+    /// Where the validator API listens.
+    pub http_listen: SocketAddr,
+    /// Where the peer API listens.
+    pub peer_listen: SocketAddr,
+    /// How long a selection request may wait for the cluster; `None` is a
+    /// third of a slot.
+    pub selection_timeout: Option<Duration>,
+    /// Retries of sends to peers.
+    pub peer_retry: RetryPolicy,
+    /// Where the current slot comes from.
+    pub slot_source: SlotSource,
+    /// Bounds on one selection request.
+    pub limits: Limits,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MiddlewareError {
+    /// The operator index is not in the lock.
+    #[error("operator {operator} is not in the cluster lock (it has operators 1..={operators})")]
+    UnknownOperator {
+        /// The index given.
+        operator: u64,
+        /// How many the lock has.
+        operators: usize,
+    },
+    /// The peer client could not be built (e.g. the node key is not the lock's).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The beacon node URL is unusable.
+    #[error(transparent)]
+    BeaconNode(#[from] ClientError),
+    /// The reverse proxy could not be built.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The beacon node URL does not parse.
+    #[error("beacon node URL {url:?} is not a URL: {reason}")]
+    BadBeaconNodeUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A server could not bind its address.
+    #[error("cannot listen on {addr} for the {server}: {reason}")]
+    Bind {
+        /// Which server.
+        server: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// A running middleware node; dropping it stops its servers and tasks.
+pub struct Middleware {
+    http_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    store: Arc<PartialStore>,
+    metrics: Arc<Metrics>,
+    chain: Arc<ChainState>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Middleware {
+    /// Binds both servers and starts following the chain. Must run inside a
+    /// tokio runtime.
+    pub async fn start(config: MiddlewareConfig) -> Result<Self, MiddlewareError> {
+        let lock = Arc::new(config.lock);
+        let operator = config.operator_index;
+        if lock.operator(operator).is_none() {
+            return Err(MiddlewareError::UnknownOperator {
+                operator,
+                operators: lock.operators.len(),
+            });
+        }
+        let client = PeerClient::new(&lock, operator, config.node_key, config.peer_retry)?;
+        let beacon = BeaconNodeClient::new(&config.beacon_node)?;
+        let upstream = reqwest::Url::parse(&config.beacon_node).map_err(|e| {
+            MiddlewareError::BadBeaconNodeUrl {
+                url: config.beacon_node.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let store = Arc::new(PartialStore::new(
+            &lock,
+            StoreLimits::for_slots_per_epoch(32),
+            0,
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let chain = Arc::new(ChainState::new(format!(
+            "waiting for the beacon node {} to answer",
+            beacon.base_url()
+        )));
+        let exchange = Exchange::new(client.clone(), Arc::clone(&store), Arc::clone(&metrics));
+        let sink: Arc<dyn PartialSink> = Arc::new(StoreSink::new(
+            Arc::clone(&store),
+            Arc::clone(&chain),
+            Arc::clone(&exchange),
+            tokio::runtime::Handle::current(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        let (peer_addr, peer_server) = bind(
+            "peer API",
+            peer_routes(Arc::clone(&lock), operator, sink),
+            config.peer_listen,
+            &shutdown,
+        )
+        .await?;
+        let selections = Arc::new(Selections::new(
+            Arc::clone(&store),
+            Arc::clone(&chain),
+            Arc::clone(&exchange),
+            Arc::clone(&metrics),
+            beacon.clone(),
+            operator,
+            config.selection_timeout.unwrap_or(Duration::ZERO),
+        ));
+        let timeout_given = config.selection_timeout.is_some();
+        let routes = middleware_routes(
+            Arc::clone(&selections),
+            Arc::clone(&metrics),
+            Arc::clone(&store),
+            config.limits,
+        )
+        .or(proxy_filter(ProxyConfig::new(upstream))?)
+        .unify();
+        let (http_addr, http_server) =
+            bind("validator API", routes, config.http_listen, &shutdown).await?;
+        info!(%http_addr, %peer_addr, operator, validators = lock.validators.len(), "middleware listening");
+        let follower = Follower {
+            lock: Arc::clone(&lock),
+            beacon,
+            store: Arc::clone(&store),
+            chain: Arc::clone(&chain),
+            exchange,
+            selections,
+            timeout_given,
+            slot_source: config.slot_source,
+        };
+        Ok(Middleware {
+            http_addr,
+            peer_addr,
+            store,
+            metrics,
+            chain,
+            shutdown,
+            servers: vec![tokio::spawn(peer_server), tokio::spawn(http_server)],
+            background: vec![tokio::spawn(follower.run())],
+        })
+    }
+
+    /// Where the validator API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the peer API listens.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The partial store.
+    pub fn store(&self) -> &Arc<PartialStore> {
+        &self.store
+    }
+
+    /// The Prometheus exposition `GET /metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.store.stats())
+    }
+
+    /// The node's view of the chain, once it has one.
+    pub fn chain_view(&self) -> Result<Arc<ChainView>, String> {
+        self.chain.view()
+    }
+
+    /// Stops both servers (requests in flight finish, idle connections
+    /// close) and the background tasks.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        for server in self.servers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+
+    /// Serves until the process is stopped.
+    pub async fn run_until_stopped(mut self) {
+        let servers: Vec<JoinHandle<()>> = self.servers.drain(..).collect();
+        futures_util::future::join_all(servers).await;
+    }
+}
+
+impl Drop for Middleware {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.background.iter().chain(&self.servers) {
+            task.abort();
+        }
+    }
+}
+
+/// Binds one server that stops when `shutdown` turns true.
+async fn bind<F>(
+    server: &'static str,
+    routes: F,
+    listen: SocketAddr,
+    shutdown: &watch::Sender<bool>,
+) -> Result<(SocketAddr, crate::api::filters::ServerFuture), MiddlewareError>
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let mut stop = shutdown.subscribe();
+    let signal = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    bind_server(routes, listen, signal)
+        .await
+        .map_err(|e| MiddlewareError::Bind {
+            server,
+            addr: listen,
+            reason: e.to_string(),
+        })
+}
+
+/// The background work of a node: learn the chain, catch up, follow the slots.
+struct Follower {
+    lock: Arc<ClusterLock>,
+    beacon: BeaconNodeClient,
+    store: Arc<PartialStore>,
+    chain: Arc<ChainState>,
+    exchange: Arc<Exchange>,
+    selections: Arc<Selections>,
+    timeout_given: bool,
+    slot_source: SlotSource,
+}
+
+impl Follower {
+    async fn run(mut self) {
+        let view = self.first_view().await;
+        let spec = &view.info.spec;
+        let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH.max(1);
+        let limits = StoreLimits::for_slots_per_epoch(slots_per_epoch);
+        self.store.set_limits(limits);
+        let slot_duration = Duration::from_secs(spec.seconds_per_slot.max(1));
+        if !self.timeout_given {
+            self.selections.set_timeout(slot_duration / 3);
+        }
+        let mut slot = self.current_slot(&view);
+        self.store.set_current_slot(slot);
+        self.chain.set((*view).clone());
+        info!(
+            slot,
+            validators_known = view.validators.len(),
+            validators_in_lock = self.lock.validators.len(),
+            timeout_ms = self.selections.timeout().as_millis(),
+            "middleware ready"
+        );
+        let exchange = Arc::clone(&self.exchange);
+        let min_slot = slot.saturating_sub(limits.max_slots_behind);
+        let catch_up_for =
+            slot_duration.saturating_mul(u32::try_from(slots_per_epoch.min(64)).unwrap_or(64));
+        tokio::spawn(async move {
+            let answered = exchange.request_catch_up(min_slot, catch_up_for).await;
+            info!(min_slot, peers = ?answered, "asked the peers to re-send their recent partials");
+        });
+        loop {
+            slot = self.next_slot(slot).await;
+            self.store.set_current_slot(slot);
+            if slot % slots_per_epoch == 0 {
+                self.refresh().await;
+            }
+        }
+    }
+
+    /// Fetches the chain view, retrying with backoff until the beacon node answers.
+    async fn first_view(&self) -> Arc<ChainView> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match fetch_view(&self.beacon, &self.lock).await {
+                Ok(view) => return Arc::new(view),
+                Err(error) => {
+                    warn!(%error, retry_in_ms = delay.as_millis(), "cannot learn the chain from the beacon node yet");
+                    self.chain.set_waiting_for(error.to_string());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(12));
+                }
+            }
+        }
+    }
+
+    /// The head fork and the validators' indices, again; on failure the old
+    /// view stays.
+    async fn refresh(&self) {
+        match fetch_view(&self.beacon, &self.lock).await {
+            Ok(view) => self.chain.set(view),
+            Err(error) => {
+                warn!(%error, "could not refresh the chain view; keeping the previous one")
+            }
+        }
+    }
+
+    fn current_slot(&self, view: &ChainView) -> Slot {
+        match &self.slot_source {
+            SlotSource::Manual(slot) => *slot.borrow(),
+            SlotSource::WallClock => view
+                .info
+                .slot_clock()
+                .ok()
+                .and_then(|clock| clock.slot_at(unix_now()))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Waits for the slot after `slot` and returns the slot then current.
+    async fn next_slot(&mut self, slot: Slot) -> Slot {
+        match &mut self.slot_source {
+            SlotSource::Manual(receiver) => {
+                if receiver.changed().await.is_err() {
+                    // The caller dropped its sender: no slot will come again.
+                    std::future::pending::<()>().await;
+                }
+                *receiver.borrow()
+            }
+            SlotSource::WallClock => {
+                let view = self.chain.view();
+                let clock = view.ok().and_then(|view| view.info.slot_clock().ok());
+                let Some(clock) = clock else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return slot;
+                };
+                let next = slot.saturating_add(1);
+                tokio::time::sleep(clock.until_slot(next, unix_now())).await;
+                clock.slot_at(unix_now()).unwrap_or(next).max(next)
+            }
+        }
+    }
+}
