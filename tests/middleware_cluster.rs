@@ -553,12 +553,12 @@ async fn a_node_sending_invalid_partials_is_named_and_the_honest_ones_answer() {
         assert_group_proofs(&answer, &cases);
     }
     // A retried request counts its refusals again, so at least every bad one.
-    let rejected = format!("dv_partials_rejected_total{{source=\"peer\",operator=\"4\"}} ");
+    let rejected = "dv_partials_rejected_total{source=\"peer\",operator=\"4\"} ";
     for operator in 1..=3 {
         let metrics = cluster.node(operator).metrics_text();
         let count: usize = metrics
             .lines()
-            .find_map(|line| line.strip_prefix(&rejected))
+            .find_map(|line| line.strip_prefix(rejected))
             .and_then(|count| count.parse().ok())
             .unwrap_or_else(|| panic!("no {rejected} in\n{metrics}"));
         assert!(count >= bad.len(), "{count} < {}", bad.len());
