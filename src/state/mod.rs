@@ -17,6 +17,7 @@
 //! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
 //! - [`epoch_caches`]: the committee caches of a state's previous, current and
 //!   next epoch.
+//! - [`genesis`]: the interop genesis state of a local test network.
 //!
 //! The rest of the crate uses the non-generic [`BeaconState`] made by
 //! [`decode_state`] (or converted from a [`ForkState`] built in code).
@@ -25,6 +26,7 @@ pub mod committee_cache;
 pub mod containers;
 pub mod epoch_caches;
 pub mod forks;
+pub mod genesis;
 pub mod preset;
 mod proposer;
 mod pubkey_index;
@@ -40,6 +42,7 @@ use tree_hash::TreeHash;
 
 pub use containers::{BeaconBlockHeader, PublicKeyBytes, SyncCommittee, Validator};
 pub use forks::ForkState;
+pub use genesis::{interop_genesis_state, GenesisError};
 pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sampling::SamplingError;
 pub use sync_committee::{SyncCommitteeKeys, SyncCommitteeRef, SyncPeriod};
