@@ -18,6 +18,7 @@
 //! - [`epoch_caches`]: the committee caches of a state's previous, current and
 //!   next epoch.
 //! - [`genesis`]: the interop genesis state of a local test network.
+//! - [`transition`]: advancing a state through empty slots.
 //!
 //! The rest of the crate uses the non-generic [`BeaconState`] made by
 //! [`decode_state`] (or converted from a [`ForkState`] built in code).
@@ -33,6 +34,7 @@ mod pubkey_index;
 pub mod sampling;
 pub mod shuffling;
 pub mod sync_committee;
+pub mod transition;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -46,6 +48,7 @@ pub use genesis::{interop_genesis_state, GenesisError};
 pub use preset::{Mainnet, Minimal, StatePreset};
 pub use sampling::SamplingError;
 pub use sync_committee::{SyncCommitteeKeys, SyncCommitteeRef, SyncPeriod};
+pub use transition::{AdvanceError, MAX_EPOCHS_PER_ADVANCE};
 
 use pubkey_index::PubkeyIndex;
 
