@@ -9,11 +9,12 @@
 //!
 //! - [`spec`]: consensus rules as pure functions (presets and chain config,
 //!   domains and signing roots, `is_aggregator`, `is_sync_committee_aggregator`).
-//! - [`state`]: the SSZ `BeaconState` of every fork phase0..fulu, the
-//!   swap-or-not shuffle and the committee cache of previous, current and next
-//!   epoch, sync-committee positions.
 //! - [`crypto`]: BLS over `blst` (min_pk), batch verification, threshold
 //!   signatures and EIP-2335 keystores.
+//! - [`state`]: the SSZ `BeaconState` of every fork phase0..fulu, the
+//!   swap-or-not shuffle and the committee cache of previous, current and next
+//!   epoch, sync committees and proposers, the interop genesis state and the
+//!   advance through empty slots.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
 //! - [`middleware`]: the DV middleware's parts so far: the partial-signature
 //!   store (verify, deduplicate, combine per duty) and the peer protocol.

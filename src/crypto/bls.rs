@@ -281,6 +281,25 @@ pub fn aggregate_signatures(signatures: &[Signature]) -> Result<Signature, Crypt
         .map_err(|e| point_error("signature", &[], e))
 }
 
+/// The spec's `eth_aggregate_pubkeys`: the sum of the keys. An empty list is
+/// an error, and so is a sum at infinity (keys that cancel out), which the
+/// spec's final `KeyValidate` rejects.
+pub fn aggregate_public_keys(keys: &[PublicKey]) -> Result<PublicKey, CryptoError> {
+    const WHAT: &str = "aggregate public key";
+    let points: Vec<&min_pk::PublicKey> = keys.iter().map(|k| &k.0).collect();
+    if points.is_empty() {
+        return Err(CryptoError::EmptyAggregate { what: "public key" });
+    }
+    // Every input is already a validated subgroup point, so no group check here.
+    let sum = min_pk::AggregatePublicKey::aggregate(&points, false)
+        .map_err(|e| point_error(WHAT, &[], e))?
+        .to_public_key();
+    PublicKey::from_point(sum).ok_or_else(|| CryptoError::Infinity {
+        what: WHAT,
+        bytes: format!("0x{}", hex::encode(sum.compress())),
+    })
+}
+
 /// A BLS secret key: a scalar in 1..r. Zeroized on drop; `Debug` hides it.
 #[derive(Clone)]
 pub struct SecretKey(min_pk::SecretKey);
@@ -539,6 +558,40 @@ mod tests {
             aggregate_signatures(&[]).unwrap_err(),
             CryptoError::EmptyAggregate { what: "signature" }
         );
+    }
+
+    #[test]
+    fn aggregate_public_key_verifies_the_aggregate_signature() {
+        let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::random()).collect();
+        let pubkeys: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+        let signatures: Vec<Signature> = keys.iter().map(|k| k.sign(b"m")).collect();
+        let signature = aggregate_signatures(&signatures).unwrap();
+        let aggregate = aggregate_public_keys(&pubkeys).unwrap();
+        assert!(signature.verify(&aggregate, b"m"));
+        // Two of the three keys do not sum to the key of all three.
+        assert!(!signature.verify(&aggregate_public_keys(&pubkeys[..2]).unwrap(), b"m"));
+        assert_eq!(aggregate_public_keys(&pubkeys[..1]).unwrap(), pubkeys[0]);
+    }
+
+    #[test]
+    fn aggregate_public_keys_refuses_nothing_and_infinity() {
+        assert_eq!(
+            aggregate_public_keys(&[]).unwrap_err(),
+            CryptoError::EmptyAggregate { what: "public key" }
+        );
+        let key = SecretKey::random();
+        let negated = Scalar::from_u64(0)
+            .sub(&Scalar::from_secret_key(&key))
+            .to_secret_key()
+            .unwrap();
+        let cancelling = [key.public_key(), negated.public_key()];
+        assert!(matches!(
+            aggregate_public_keys(&cancelling),
+            Err(CryptoError::Infinity {
+                what: "aggregate public key",
+                ..
+            })
+        ));
     }
 
     #[test]

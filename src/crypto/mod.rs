@@ -9,4 +9,6 @@ pub mod interop;
 pub mod keystore;
 pub mod threshold;
 
-pub use bls::{aggregate_signatures, CryptoError, PublicKey, SecretKey, Signature};
+pub use bls::{
+    aggregate_public_keys, aggregate_signatures, CryptoError, PublicKey, SecretKey, Signature,
+};

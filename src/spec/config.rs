@@ -533,6 +533,17 @@ pub const DOMAIN_BEACON_ATTESTER: DomainType = [1, 0, 0, 0];
 pub const DOMAIN_SELECTION_PROOF: DomainType = [5, 0, 0, 0];
 /// `DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF`.
 pub const DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF: DomainType = [8, 0, 0, 0];
+/// `DOMAIN_BEACON_PROPOSER`: seeds proposer selection.
+pub const DOMAIN_BEACON_PROPOSER: DomainType = [0, 0, 0, 0];
+/// `DOMAIN_SYNC_COMMITTEE`: seeds sync committee selection.
+pub const DOMAIN_SYNC_COMMITTEE: DomainType = [7, 0, 0, 0];
+
+/// `MAX_EFFECTIVE_BALANCE` in Gwei (32 ETH): the cap of balance-weighted
+/// selection up to deneb. The same in the mainnet and minimal presets.
+pub const MAX_EFFECTIVE_BALANCE: u64 = 32_000_000_000;
+/// `MAX_EFFECTIVE_BALANCE_ELECTRA` in Gwei (2048 ETH): the cap of
+/// balance-weighted selection from electra on. The same in both presets.
+pub const MAX_EFFECTIVE_BALANCE_ELECTRA: u64 = 2_048_000_000_000;
 
 #[cfg(test)]
 mod tests {

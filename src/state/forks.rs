@@ -203,13 +203,30 @@ pub enum ForkState<E: StatePreset> {
 macro_rules! on_fork {
     ($state:expr, $s:ident => $body:expr) => {
         match $state {
-            ForkState::Phase0($s) => $body,
-            ForkState::Altair($s) => $body,
-            ForkState::Bellatrix($s) => $body,
-            ForkState::Capella($s) => $body,
-            ForkState::Deneb($s) => $body,
-            ForkState::Electra($s) => $body,
-            ForkState::Fulu($s) => $body,
+            $crate::state::forks::ForkState::Phase0($s) => $body,
+            $crate::state::forks::ForkState::Altair($s) => $body,
+            $crate::state::forks::ForkState::Bellatrix($s) => $body,
+            $crate::state::forks::ForkState::Capella($s) => $body,
+            $crate::state::forks::ForkState::Deneb($s) => $body,
+            $crate::state::forks::ForkState::Electra($s) => $body,
+            $crate::state::forks::ForkState::Fulu($s) => $body,
+        }
+    };
+}
+pub(crate) use on_fork;
+
+/// Evaluates `$body` with `$s` bound to the fork's state for the forks
+/// from altair on, which all have sync committees; `$phase0` otherwise.
+macro_rules! on_altair_family {
+    ($state:expr, $s:ident => $body:expr, phase0 => $phase0:expr) => {
+        match $state {
+            $crate::state::forks::ForkState::Phase0(_) => $phase0,
+            $crate::state::forks::ForkState::Altair($s) => $body,
+            $crate::state::forks::ForkState::Bellatrix($s) => $body,
+            $crate::state::forks::ForkState::Capella($s) => $body,
+            $crate::state::forks::ForkState::Deneb($s) => $body,
+            $crate::state::forks::ForkState::Electra($s) => $body,
+            $crate::state::forks::ForkState::Fulu($s) => $body,
         }
     };
 }
@@ -279,14 +296,62 @@ impl<E: StatePreset> ForkState<E> {
     /// `state.current_sync_committee` and `state.next_sync_committee`;
     /// `None` before altair.
     pub fn sync_committees(&self) -> Option<(&SyncCommittee<E>, &SyncCommittee<E>)> {
+        on_altair_family!(self,
+            s => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            phase0 => None)
+    }
+
+    /// `state.latest_block_header`.
+    pub fn latest_block_header(&self) -> &BeaconBlockHeader {
+        on_fork!(self, s => &s.latest_block_header)
+    }
+
+    /// `state.proposer_lookahead`; `None` before fulu.
+    pub fn proposer_lookahead(&self) -> Option<&[ValidatorIndex]> {
         match self {
-            ForkState::Phase0(_) => None,
-            ForkState::Altair(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
-            ForkState::Bellatrix(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
-            ForkState::Capella(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
-            ForkState::Deneb(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
-            ForkState::Electra(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
-            ForkState::Fulu(s) => Some((&s.current_sync_committee, &s.next_sync_committee)),
+            ForkState::Fulu(s) => Some(&s.proposer_lookahead),
+            _ => None,
+        }
+    }
+
+    // Mutable views of the fields that empty slots and genesis write
+    // (`super::transition`, `super::sync_committee`, `super::proposer`), so
+    // that the non-generic `BeaconState` changes no other field.
+
+    /// `state.slot`, mutable.
+    pub(crate) fn slot_mut(&mut self) -> &mut Slot {
+        on_fork!(self, s => &mut s.slot)
+    }
+
+    /// `state.randao_mixes`, mutable.
+    pub(crate) fn randao_mixes_mut(&mut self) -> &mut [Root] {
+        on_fork!(self, s => &mut s.randao_mixes)
+    }
+
+    /// `state.block_roots`, mutable.
+    pub(crate) fn block_roots_mut(&mut self) -> &mut [Root] {
+        on_fork!(self, s => &mut s.block_roots)
+    }
+
+    /// `state.latest_block_header`, mutable.
+    pub(crate) fn latest_block_header_mut(&mut self) -> &mut BeaconBlockHeader {
+        on_fork!(self, s => &mut s.latest_block_header)
+    }
+
+    /// The two sync committees, mutable, current first; `None` before altair.
+    pub(crate) fn sync_committees_mut(
+        &mut self,
+    ) -> Option<(&mut SyncCommittee<E>, &mut SyncCommittee<E>)> {
+        on_altair_family!(self,
+            s => Some((&mut s.current_sync_committee, &mut s.next_sync_committee)),
+            phase0 => None)
+    }
+
+    /// `state.proposer_lookahead`, mutable; `None` before fulu.
+    pub(crate) fn proposer_lookahead_mut(&mut self) -> Option<&mut [ValidatorIndex]> {
+        match self {
+            ForkState::Fulu(s) => Some(&mut s.proposer_lookahead),
+            _ => None,
         }
     }
 }

@@ -7,12 +7,18 @@
 //!   [`SyncCommittee`], execution payload headers, ...).
 //! - [`forks`]: one generic `BeaconState<Fork>` struct per fork and
 //!   [`ForkState`], the enum of them.
-//! - [`sync_committee`]: sync-committee positions and subcommittees.
+//! - [`sync_committee`]: sync-committee positions and subcommittees, and
+//!   `get_next_sync_committee`.
+//! - `proposer`: `compute_proposer_index`, the proposers of an epoch and
+//!   fulu's `initialize_proposer_lookahead`.
+//! - [`sampling`]: the balance-weighted draw both of them use.
 //! - `pubkey_index`: validator lookup by public key (sorted, built lazily).
 //! - [`shuffling`]: the swap-or-not shuffle, per index and whole list.
 //! - [`committee_cache`]: every beacon committee of one epoch from one shuffle.
 //! - [`epoch_caches`]: the committee caches of a state's previous, current and
 //!   next epoch.
+//! - [`genesis`]: the interop genesis state of a local test network.
+//! - [`transition`]: advancing a state through empty slots.
 //!
 //! The rest of the crate uses the non-generic [`BeaconState`] made by
 //! [`decode_state`] (or converted from a [`ForkState`] built in code).
@@ -21,10 +27,14 @@ pub mod committee_cache;
 pub mod containers;
 pub mod epoch_caches;
 pub mod forks;
+pub mod genesis;
 pub mod preset;
+mod proposer;
 mod pubkey_index;
+pub mod sampling;
 pub mod shuffling;
 pub mod sync_committee;
+pub mod transition;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -32,13 +42,17 @@ use std::sync::OnceLock;
 use ssz::Encode;
 use tree_hash::TreeHash;
 
-pub use containers::{PublicKeyBytes, SyncCommittee, Validator};
+pub use containers::{BeaconBlockHeader, PublicKeyBytes, SyncCommittee, Validator};
 pub use forks::ForkState;
+pub use genesis::{interop_genesis_state, GenesisError};
 pub use preset::{Mainnet, Minimal, StatePreset};
-pub use sync_committee::{SyncCommitteeRef, SyncPeriod};
+pub use sampling::SamplingError;
+pub use sync_committee::{SyncCommitteeKeys, SyncCommitteeRef, SyncPeriod};
+pub use transition::{AdvanceError, MAX_EPOCHS_PER_ADVANCE};
 
 use pubkey_index::PubkeyIndex;
 
+use crate::crypto::CryptoError;
 use crate::spec::{
     ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
     Version,
@@ -121,6 +135,43 @@ pub enum StateError {
         state_epoch: Epoch,
         current_period: u64,
     },
+    /// The epoch after the state's does not fit in a `u64`.
+    #[error("the epoch after epoch {epoch} overflows u64")]
+    EpochOverflow { epoch: Epoch },
+    /// The first slot of an epoch does not fit in a `u64`.
+    #[error("the start slot of epoch {epoch} overflows u64")]
+    SlotOverflow { epoch: Epoch },
+    /// A balance-weighted draw (sync committee, proposers) failed.
+    #[error("cannot draw the {purpose} of epoch {epoch}: {source}")]
+    Sampling {
+        purpose: &'static str,
+        epoch: Epoch,
+        source: SamplingError,
+    },
+    /// A validator drawn into a sync committee has a key that is not a
+    /// valid BLS public key, so the committee has no aggregate key.
+    #[error(
+        "validator {index}, drawn to sync committee position {position}, has an invalid key: {source}"
+    )]
+    InvalidSyncCommitteeKey {
+        index: ValidatorIndex,
+        position: usize,
+        source: CryptoError,
+    },
+    /// The keys of a sync committee do not aggregate (they cancel out).
+    #[error("the sync committee's keys do not aggregate: {0}")]
+    SyncCommitteeAggregate(CryptoError),
+    /// A sync committee of the wrong length for the preset.
+    #[error("a sync committee of {got} keys does not fit SYNC_COMMITTEE_SIZE {expected}")]
+    SyncCommitteeSize { expected: usize, got: usize },
+    /// A proposer lookahead asked of a state before fulu.
+    #[error("a {fork} state has no proposer lookahead (it starts at fulu)")]
+    NoProposerLookahead { fork: ForkName },
+    /// A proposer lookahead of the wrong length for the preset.
+    #[error(
+        "a proposer lookahead of {got} slots does not fit (MIN_SEED_LOOKAHEAD + 1) * SLOTS_PER_EPOCH = {expected}"
+    )]
+    ProposerLookaheadSize { expected: usize, got: usize },
     /// A sync committee key that no validator has.
     #[error(
         "sync committee member {pubkey} (position {position}) is not in the validator registry"
@@ -307,6 +358,11 @@ impl BeaconState {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.validators().get(i))
+    }
+
+    /// `state.latest_block_header`.
+    pub fn latest_block_header(&self) -> &BeaconBlockHeader {
+        on_preset!(&self.state, s => s.latest_block_header())
     }
 
     /// `state.randao_mixes`.

@@ -1,10 +1,15 @@
 //! Sync committees of a [`BeaconState`]: which committee an epoch uses,
 //! where a validator sits in it and which subcommittees (subnets) that
-//! puts it in. A validator can hold several positions.
+//! puts it in (a validator can hold several positions), and the selection
+//! of the next committee (`get_next_sync_committee`).
 
-use super::containers::PublicKeyBytes;
+use super::containers::{PublicKeyBytes, SyncCommittee};
+use super::preset::StatePreset;
+use super::sampling::{sample_by_effective_balance, BalanceWeighting};
 use super::{on_preset, BeaconState, StateError};
-use crate::spec::{Epoch, ValidatorIndex};
+use crate::crypto::{aggregate_public_keys, PublicKey};
+use crate::spec::config::DOMAIN_SYNC_COMMITTEE;
+use crate::spec::{Epoch, ForkName, ValidatorIndex};
 
 /// Which of the state's two sync committees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +39,135 @@ impl<'a> SyncCommitteeRef<'a> {
     }
 }
 
+/// A sync committee owned rather than borrowed from a state, of either
+/// preset: what [`BeaconState::get_next_sync_committee`] computes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncCommitteeKeys {
+    /// `pubkeys`, `SYNC_COMMITTEE_SIZE` of them in committee order.
+    pub pubkeys: Vec<PublicKeyBytes>,
+    /// `aggregate_pubkey`: `eth_aggregate_pubkeys(pubkeys)`.
+    pub aggregate_pubkey: PublicKeyBytes,
+}
+
+impl<'a> From<&'a SyncCommitteeKeys> for SyncCommitteeRef<'a> {
+    fn from(keys: &'a SyncCommitteeKeys) -> Self {
+        SyncCommitteeRef {
+            pubkeys: &keys.pubkeys,
+            aggregate_pubkey: &keys.aggregate_pubkey,
+        }
+    }
+}
+
+impl From<SyncCommitteeRef<'_>> for SyncCommitteeKeys {
+    fn from(committee: SyncCommitteeRef<'_>) -> Self {
+        SyncCommitteeKeys {
+            pubkeys: committee.pubkeys.to_vec(),
+            aggregate_pubkey: *committee.aggregate_pubkey,
+        }
+    }
+}
+
+/// Copies `keys` into a state's committee, whose length the preset fixes.
+fn write_sync_committee<E: StatePreset>(
+    target: &mut SyncCommittee<E>,
+    keys: &SyncCommitteeKeys,
+) -> Result<(), StateError> {
+    if target.pubkeys.len() != keys.pubkeys.len() {
+        return Err(StateError::SyncCommitteeSize {
+            expected: target.pubkeys.len(),
+            got: keys.pubkeys.len(),
+        });
+    }
+    target.pubkeys.copy_from_slice(&keys.pubkeys);
+    target.aggregate_pubkey = keys.aggregate_pubkey;
+    Ok(())
+}
+
 impl BeaconState {
+    /// `get_next_sync_committee_indices`: `SYNC_COMMITTEE_SIZE` validators
+    /// (with possible duplicates) drawn by effective balance from those
+    /// active at the next epoch, seeded by `get_seed(state, current_epoch +
+    /// 1, DOMAIN_SYNC_COMMITTEE)`, with the fork's acceptance rule (a random
+    /// byte up to deneb, a 16-bit value and `MAX_EFFECTIVE_BALANCE_ELECTRA`
+    /// from electra on).
+    pub fn get_next_sync_committee_indices(&self) -> Result<Vec<ValidatorIndex>, StateError> {
+        let fork = self.fork_name();
+        if fork == ForkName::Phase0 {
+            return Err(StateError::NoSyncCommittees { fork });
+        }
+        let current_epoch = self.get_current_epoch();
+        let epoch = current_epoch
+            .checked_add(1)
+            .ok_or(StateError::EpochOverflow {
+                epoch: current_epoch,
+            })?;
+        let size = usize::try_from(self.preset.SYNC_COMMITTEE_SIZE).unwrap_or(usize::MAX);
+        sample_by_effective_balance(
+            self.validators(),
+            &self.get_active_validator_indices(epoch),
+            self.get_seed(epoch, DOMAIN_SYNC_COMMITTEE),
+            self.preset.SHUFFLE_ROUND_COUNT,
+            BalanceWeighting::of_fork(fork),
+            size,
+        )
+        .map_err(|source| StateError::Sampling {
+            purpose: "sync committee",
+            epoch,
+            source,
+        })
+    }
+
+    /// `get_next_sync_committee`: the keys of
+    /// [`get_next_sync_committee_indices`](Self::get_next_sync_committee_indices)
+    /// and their aggregate (`eth_aggregate_pubkeys`). A key that is not a
+    /// valid BLS public key is an error naming the validator.
+    pub fn get_next_sync_committee(&self) -> Result<SyncCommitteeKeys, StateError> {
+        let indices = self.get_next_sync_committee_indices()?;
+        let validators = self.validators();
+        // The indices were drawn from this registry, so they are in range.
+        let pubkeys: Vec<PublicKeyBytes> = indices
+            .iter()
+            .map(|&index| validators[index as usize].pubkey)
+            .collect();
+        let points = indices
+            .iter()
+            .zip(&pubkeys)
+            .enumerate()
+            .map(|(position, (&index, pubkey))| {
+                PublicKey::from_bytes(&pubkey.0).map_err(|source| {
+                    StateError::InvalidSyncCommitteeKey {
+                        index,
+                        position,
+                        source,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let aggregate =
+            aggregate_public_keys(&points).map_err(StateError::SyncCommitteeAggregate)?;
+        Ok(SyncCommitteeKeys {
+            pubkeys,
+            aggregate_pubkey: PublicKeyBytes(aggregate.to_bytes()),
+        })
+    }
+
+    /// Replaces both sync committees (genesis sets both to one committee; a
+    /// period boundary moves next to current).
+    pub(super) fn set_sync_committees(
+        &mut self,
+        current: &SyncCommitteeKeys,
+        next: &SyncCommitteeKeys,
+    ) -> Result<(), StateError> {
+        let fork = self.fork_name();
+        on_preset!(&mut self.state, s => {
+            let (current_committee, next_committee) = s
+                .sync_committees_mut()
+                .ok_or(StateError::NoSyncCommittees { fork })?;
+            write_sync_committee(current_committee, current)?;
+            write_sync_committee(next_committee, next)
+        })
+    }
+
     /// `state.current_sync_committee`; `None` before altair.
     pub fn current_sync_committee(&self) -> Option<SyncCommitteeRef<'_>> {
         self.sync_committee(SyncPeriod::Current).ok()
