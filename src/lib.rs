@@ -17,7 +17,8 @@
 //!   advance through empty slots.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
 //! - [`middleware`]: the DV middleware's parts so far: the partial-signature
-//!   store (verify, deduplicate, combine per duty) and the peer protocol.
+//!   store (verify, deduplicate, combine per duty), the peer protocol and the
+//!   public-share <-> group-key mapping of the VC's Beacon API calls.
 
 pub mod api;
 pub mod beacon;

@@ -881,3 +881,29 @@ async fn a_node_whose_beacon_node_is_down_answers_503_saying_so() {
     let error = client.node_version().await.unwrap_err();
     assert_eq!(error.status(), Some(503), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_client_with_a_share_keystore_finds_its_validator_and_duties() {
+    let mut cluster = Cluster::new(Duration::from_secs(5)).await;
+    cluster.start(2).await;
+    let case = cluster.cases(EPOCH)[0].clone();
+    let share = cluster.share(case.validator_index, 2).public_key();
+    let id = dv_aggregator::api::types::ValidatorId::PublicKey(
+        dv_aggregator::api::types::PublicKeyBytes(share.to_bytes()),
+    );
+    let client = cluster.client(2);
+    let found = client
+        .post_state_validators(dv_aggregator::api::types::StateId::Head, &[id], &[])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].index, case.validator_index);
+    assert_eq!(found[0].validator.pubkey.0, share.to_bytes());
+    let duties = client
+        .attester_duties(EPOCH, &[case.validator_index])
+        .await
+        .unwrap();
+    assert_eq!(duties.data.len(), 1);
+    assert_eq!(duties.data[0].pubkey.0, share.to_bytes());
+    assert_eq!(duties.data[0].slot, case.slot);
+}

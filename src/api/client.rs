@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::types::{
     AttesterDuty, BeaconCommitteeSelection, CommitteeData, DutiesResponse, ErrorMessage,
     ForkResponseData, GenericResponse, GenesisData, IndexedFailure, IsAggregatorRequestItem,
-    StateId, StateResponse, SyncCommitteeSelection, SyncDuty, SyncingData, ValidatorData,
-    ValidatorId, VersionData,
+    ProposerDuty, StateId, StateResponse, SyncCommitteeSelection, SyncDuty, SyncingData,
+    ValidatorData, ValidatorId, ValidatorStatus, VersionData,
 };
 use crate::spec::{Epoch, Fork, ValidatorIndex};
 
@@ -260,20 +260,41 @@ impl BeaconNodeClient {
         Ok(self.get_json::<StateResponse<_>>(&path).await?.data)
     }
 
-    /// `POST /eth/v1/beacon/states/{state_id}/validators` with `{"ids": [...]}`:
-    /// the validators named, for lists too long for a URL.
+    /// `POST /eth/v1/beacon/states/{state_id}/validators` with body
+    /// `{"ids": [...], "statuses": [...]}`; an empty list is sent as absent,
+    /// which filters nothing.
     pub async fn post_state_validators(
         &self,
         state_id: StateId,
         ids: &[ValidatorId],
+        statuses: &[ValidatorStatus],
     ) -> Result<Vec<ValidatorData>, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            ids: Vec<String>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            statuses: &'a [ValidatorStatus],
+        }
+        let body = Body {
+            ids: ids.iter().map(ToString::to_string).collect(),
+            statuses,
+        };
         let path = format!("/eth/v1/beacon/states/{state_id}/validators");
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let body = serde_json::json!({ "ids": ids });
         Ok(self
             .post_json::<_, StateResponse<_>>(&path, &body)
             .await?
             .data)
+    }
+
+    /// `GET /eth/v1/beacon/states/{state_id}/validators/{validator_id}`.
+    pub async fn state_validator(
+        &self,
+        state_id: StateId,
+        id: ValidatorId,
+    ) -> Result<ValidatorData, ClientError> {
+        let path = format!("/eth/v1/beacon/states/{state_id}/validators/{id}");
+        Ok(self.get_json::<StateResponse<_>>(&path).await?.data)
     }
 
     /// `GET /eth/v1/beacon/states/{state_id}/committees[?epoch=]`.
@@ -313,6 +334,15 @@ impl BeaconNodeClient {
             &quoted(indices),
         )
         .await
+    }
+
+    /// `GET /eth/v1/validator/duties/proposer/{epoch}`.
+    pub async fn proposer_duties(
+        &self,
+        epoch: Epoch,
+    ) -> Result<DutiesResponse<Vec<ProposerDuty>>, ClientError> {
+        self.get_json(&format!("/eth/v1/validator/duties/proposer/{epoch}"))
+            .await
     }
 
     /// `GET /eth/v2/debug/beacon/states/{state_id}` as SSZ.

@@ -457,6 +457,19 @@ pub struct SyncDuty {
     pub validator_sync_committee_indices: Vec<u64>,
 }
 
+/// One entry of `GET /eth/v1/validator/duties/proposer/{epoch}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposerDuty {
+    /// The validator's public key.
+    pub pubkey: PublicKeyBytes,
+    /// The validator's index.
+    #[serde(with = "quoted_u64")]
+    pub validator_index: ValidatorIndex,
+    /// The slot at which the validator proposes.
+    #[serde(with = "quoted_u64")]
+    pub slot: Slot,
+}
+
 /// The `{state_id}` path parameter of state queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateId {

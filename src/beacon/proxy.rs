@@ -197,8 +197,8 @@ where
 }
 
 /// The query string, `None` when the request target has no `?`.
-fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone
-{
+pub(crate) fn raw_query(
+) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
     warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
@@ -206,15 +206,15 @@ fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert:
 }
 
 /// What a request asks for: method, path and query as received.
-struct Target {
-    method: Method,
-    path: String,
-    query: Option<String>,
+pub(crate) struct Target {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
 }
 
 impl Target {
     /// `path?query`, for logs and error messages.
-    fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match &self.query {
             Some(query) => format!("{}?{query}", self.path),
             None => self.path.clone(),
@@ -222,8 +222,9 @@ impl Target {
     }
 }
 
-/// The shared state behind [`proxy_filter`].
-struct Proxy {
+/// The shared state behind [`proxy_filter`]: the HTTP client of one
+/// upstream and how to reach it. `middleware::mapping` forwards through it too.
+pub(crate) struct Proxy {
     client: reqwest::Client,
     config: ProxyConfig,
     /// `config.upstream` without credentials, for messages.
@@ -231,7 +232,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
+    pub(crate) fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
         let upstream = redacted(&config.upstream);
         let url = &config.upstream;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -295,23 +296,40 @@ impl Proxy {
         if let Some(received) = announced.filter(|&length| length > limit) {
             return Err(ProxyError::BodyTooLarge { received, limit });
         }
-        // A request with neither header has no body (RFC 9112 §6.3); sending
-        // an empty chunked one instead would change the request.
-        let has_body = announced.is_some() || headers.contains_key(TRANSFER_ENCODING);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let body = has_body(&headers)
+            .then(|| reqwest::Body::wrap_stream(bounded(body, limit, Arc::clone(&overflow))));
+        let upstream_response = self.send(target, headers, body).await.map_err(|error| {
+            // The aborted body is the cause, whatever the client made of it.
+            if overflow.load(Ordering::Relaxed) {
+                ProxyError::BodyTooLarge {
+                    received: limit.saturating_add(1),
+                    limit,
+                }
+            } else {
+                error
+            }
+        })?;
+        Ok(streamed_response(upstream_response))
+    }
+
+    /// Sends `target` upstream with the end-to-end part of `headers` and
+    /// `body`, and waits for the response head (within
+    /// [`ProxyConfig::timeout`], except for the event stream).
+    pub(crate) async fn send(
+        &self,
+        target: &Target,
+        headers: HeaderMap,
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::Response, ProxyError> {
         let url = self.target_url(target);
         let is_event_stream = target.path == EVENTS_PATH || accepts_event_stream(&headers);
-
         let mut request = self
             .client
             .request(target.method.clone(), url)
             .headers(end_to_end(headers, true));
-        let overflow = Arc::new(AtomicBool::new(false));
-        if has_body {
-            request = request.body(reqwest::Body::wrap_stream(bounded(
-                body,
-                limit,
-                Arc::clone(&overflow),
-            )));
+        if let Some(body) = body {
+            request = request.body(body);
         }
         let sent = request.send();
         let outcome = if is_event_stream {
@@ -321,17 +339,7 @@ impl Proxy {
                 .await
                 .map_err(|_| self.timeout())?
         };
-        let upstream_response = outcome.map_err(|e| {
-            if overflow.load(Ordering::Relaxed) {
-                ProxyError::BodyTooLarge {
-                    received: limit.saturating_add(1),
-                    limit,
-                }
-            } else {
-                self.classify(e)
-            }
-        })?;
-        Ok(streamed_response(upstream_response))
+        outcome.map_err(|e| self.classify(e))
     }
 
     /// The upstream URL for `target`: upstream path prefix + request path,
@@ -345,14 +353,16 @@ impl Proxy {
         url
     }
 
-    fn timeout(&self) -> ProxyError {
+    /// The error of an upstream that did not answer within the timeout.
+    pub(crate) fn timeout(&self) -> ProxyError {
         ProxyError::Timeout {
             upstream: self.upstream.clone(),
             timeout: self.config.timeout,
         }
     }
 
-    fn classify(&self, error: reqwest::Error) -> ProxyError {
+    /// The error a failed exchange with the upstream answers with.
+    pub(crate) fn classify(&self, error: reqwest::Error) -> ProxyError {
         if error.is_timeout() {
             return self.timeout();
         }
@@ -365,10 +375,25 @@ impl Proxy {
             ProxyError::BadGateway { upstream, reason }
         }
     }
+
+    /// A 502 for an upstream answer the caller cannot use, saying why.
+    pub(crate) fn bad_gateway(&self, reason: String) -> ProxyError {
+        ProxyError::BadGateway {
+            upstream: self.upstream.clone(),
+            reason,
+        }
+    }
+}
+
+/// Whether a request has a body: a request with neither `Content-Length`
+/// nor `Transfer-Encoding` has none (RFC 9112 §6.3), and sending an empty
+/// chunked one instead would change the request.
+pub(crate) fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING)
 }
 
 /// The upstream's response with its body streamed as it arrives.
-fn streamed_response(upstream: reqwest::Response) -> Response {
+pub(crate) fn streamed_response(upstream: reqwest::Response) -> Response {
     let status = upstream.status();
     let headers = end_to_end(upstream.headers().clone(), false);
     let mut response = warp::reply::stream(upstream.bytes_stream()).into_response();
@@ -380,7 +405,7 @@ fn streamed_response(upstream: reqwest::Response) -> Response {
 /// `headers` without the hop-by-hop ones (those of [`HOP_BY_HOP`] and those
 /// that `Connection` names) and, for a request, without `Host`,
 /// which the client sets to the upstream's authority.
-fn end_to_end(mut headers: HeaderMap, is_request: bool) -> HeaderMap {
+pub(crate) fn end_to_end(mut headers: HeaderMap, is_request: bool) -> HeaderMap {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -399,7 +424,7 @@ fn end_to_end(mut headers: HeaderMap, is_request: bool) -> HeaderMap {
 
 /// The `Content-Length` of a request, if present and a number (hyper has
 /// already rejected a malformed one).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

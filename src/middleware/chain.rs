@@ -114,7 +114,10 @@ async fn validator_indices(
             .iter()
             .map(|key| ValidatorId::PublicKey(PublicKeyBytes(key.to_bytes())))
             .collect();
-        for record in beacon.post_state_validators(StateId::Head, &ids).await? {
+        for record in beacon
+            .post_state_validators(StateId::Head, &ids, &[])
+            .await?
+        {
             let known = chunk
                 .iter()
                 .find(|key| key.to_bytes() == record.validator.pubkey.0);

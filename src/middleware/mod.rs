@@ -11,11 +11,15 @@
 //! - the node: what it knows of the chain ([`chain`]), its exchange with the
 //!   peers (broadcast, re-send, catch-up; [`exchange`]), the VC-facing
 //!   selection logic ([`selections`]) and routes ([`routes`]), its counters
-//!   ([`metrics`]) and the service that assembles them ([`service`]).
+//!   ([`metrics`]) and the service that assembles them ([`service`]);
+//! - the public-key mapping between the operator's validator client, which
+//!   knows its public shares, and its beacon node, which knows the group keys
+//!   ([`mapping`]): a warp filter in front of the reverse proxy.
 
 pub mod chain;
 pub mod duty;
 pub mod exchange;
+pub mod mapping;
 pub mod metrics;
 pub mod peer;
 pub mod peer_client;
@@ -26,6 +30,7 @@ pub mod service;
 pub mod store;
 
 pub use duty::{DutyKey, DutyKind, Partial, Source};
+pub use mapping::{pubkey_mapping_routes, MappingConfig, MappingError, PubkeyMap};
 pub use peer::{ItemOutcome, PartialItem, PartialSink};
 pub use peer_client::{PeerClient, PeerError, PeerReply, RetryPolicy};
 pub use peer_server::{peer_routes, ServeError};

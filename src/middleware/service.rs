@@ -4,8 +4,10 @@
 //!
 //! A node serves two HTTP servers:
 //! - the validator API its VC talks to as if it were the beacon node: the
-//!   selection endpoints and `/metrics` ([`super::routes`]), then every other
-//!   request reverse-proxied to the beacon node;
+//!   selection endpoints and `/metrics` ([`super::routes`]), the validator
+//!   and duty lookups with this operator's public shares mapped to the group
+//!   keys and back ([`super::mapping`]), then every other request
+//!   reverse-proxied to the beacon node;
 //! - the peer API the other operators send partials to ([`super::peer_server`]).
 //!
 //! In the background it learns the chain from its beacon node (retrying
@@ -25,6 +27,7 @@ use warp::Filter;
 
 use super::chain::{fetch_view, ChainState, ChainView};
 use super::exchange::{Exchange, StoreSink};
+use super::mapping::{pubkey_mapping_routes, MappingConfig, MappingError, PubkeyMap};
 use super::metrics::Metrics;
 use super::peer::PartialSink;
 use super::peer_client::{PeerClient, PeerError, RetryPolicy};
@@ -97,6 +100,9 @@ pub enum MiddlewareError {
     /// The reverse proxy could not be built.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// The public-key mapping could not be built.
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
     /// The beacon node URL does not parse.
     #[error("beacon node URL {url:?} is not a URL: {reason}")]
     BadBeaconNodeUrl {
@@ -190,6 +196,12 @@ impl Middleware {
             Arc::clone(&store),
             config.limits,
         )
+        .or(pubkey_mapping_routes(
+            Arc::new(PubkeyMap::new(&lock, operator)?),
+            upstream.clone(),
+            MappingConfig::default(),
+        )?)
+        .unify()
         .or(proxy_filter(ProxyConfig::new(upstream))?)
         .unify();
         let (http_addr, http_server) =
