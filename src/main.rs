@@ -25,6 +25,11 @@ enum Command {
     /// Add POST /eth/v1/validator/is_aggregator to any beacon node: serve it
     /// from the node's head state and proxy everything else to the node.
     Sidecar(cmd::sidecar::SidecarArgs),
+    /// Run one operator's distributed-validator middleware between its
+    /// validator client and its beacon node: combine the cluster's partial
+    /// selection proofs (beacon_committee_selections, sync_committee_selections,
+    /// is_aggregator) and proxy everything else.
+    Middleware(cmd::middleware::MiddlewareArgs),
 }
 
 fn main() {
@@ -34,6 +39,7 @@ fn main() {
         Command::Inspect(command) => cmd::inspect::run(command),
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Sidecar(args) => cmd::sidecar::run(args),
+        Command::Middleware(args) => cmd::middleware::run(args),
     };
     if let Err(error) = result {
         // One line, every cause joined: scripts and operators read the reason

@@ -4,48 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{fixture, hex_bytes, oracle_vectors, u64_of};
+use common::{fixture, hex_bytes, oracle_vectors, start_binary, u64_of, Running};
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::types::{IsAggregatorRequestItem, SignatureBytes};
 
-/// Kills the sidecar process when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary and reads its log until it says where it listens.
+/// Starts the sidecar and reads its log until it says where it listens.
 fn start(args: &[&str]) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
-        .arg("sidecar")
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dv-aggregator sidecar");
-    let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = sender.send(addr.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the sidecar logs its listening address");
-    (running, addr)
+    start_binary("sidecar", args, "addr")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod inspect;
+pub mod middleware;
 pub mod sidecar;
 
 /// Writes one line to stdout; a closed pipe (`| head`) is an error, not a panic.

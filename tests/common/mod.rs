@@ -57,3 +57,44 @@ pub fn u64_of(value: &serde_json::Value) -> u64 {
 pub fn to_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
+
+/// A `dv-aggregator` process, killed when the test ends however it ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `dv-aggregator <subcommand> <args>` and reads its log until a line
+/// holds `field=`; returns the process and that field's value (e.g. the
+/// address it listens on).
+pub fn start_binary(subcommand: &str, args: &[&str], field: &str) -> (Running, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
+        .arg(subcommand)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start dv-aggregator {subcommand}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let marker = format!("{field}=");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(value) = line.split(&marker).nth(1) {
+                let _ = sender.send(value.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let value = receiver
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("dv-aggregator {subcommand} never logged {field}="));
+    (running, value)
+}
