@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 use warp::Filter;
 
-use super::backend::StateBackend;
+use super::backend::{LoadedState, StateBackend};
 use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
 use super::source::{follow_upstream, load_state_file, FollowConfig, SourceError};
 use super::state_api::state_api_routes;
@@ -25,6 +25,7 @@ use crate::api::filters::{
 };
 use crate::api::{ClientError, SelectionBackend};
 use crate::spec::{ChainSpec, ForkName};
+use crate::state::BeaconState;
 
 /// What the sidecar answers from.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub enum SidecarSource {
     },
     /// An upstream beacon node, followed and proxied.
     BeaconNode { url: String },
+    /// A state already in memory (e.g. a devnet's genesis), served as a
+    /// state file is; its owner may replace it through [`Sidecar::backend`].
+    State(Box<BeaconState>),
 }
 
 /// Everything [`Sidecar::start`] needs.
@@ -81,20 +85,23 @@ impl Sidecar {
         let mut tasks = Vec::new();
         let backend = match &config.source {
             SidecarSource::StateFile { path, fork } => {
-                let backend = Arc::new(StateBackend::new(Arc::clone(&spec), "not loaded"));
                 let (path, fork, load_spec) = (path.clone(), *fork, Arc::clone(&spec));
                 let loaded =
                     tokio::task::spawn_blocking(move || load_state_file(&path, &load_spec, fork))
                         .await
                         .map_err(|e| SourceError::Interrupted(e.to_string()))??;
-                info!(
-                    slot = loaded.state.slot(),
-                    fork = %loaded.state.fork_name(),
-                    validators = loaded.state.validators().len(),
-                    "loaded the state file"
-                );
-                backend.set_state(loaded);
-                backend
+                serve_loaded(&spec, loaded, "loaded the state file")
+            }
+            SidecarSource::State(state) => {
+                let state = (**state).clone();
+                let loaded = tokio::task::spawn_blocking(move || LoadedState::new(state))
+                    .await
+                    .map_err(|e| SourceError::Interrupted(e.to_string()))?
+                    .map_err(|source| SourceError::Committees {
+                        what: "the given state".into(),
+                        source,
+                    })?;
+                serve_loaded(&spec, loaded, "serving the given state")
             }
             SidecarSource::BeaconNode { url } => {
                 let backend = Arc::new(StateBackend::new(
@@ -113,7 +120,7 @@ impl Sidecar {
             .or(selections_not_implemented())
             .unify();
         let (addr, server) = match &config.source {
-            SidecarSource::StateFile { .. } => {
+            SidecarSource::StateFile { .. } | SidecarSource::State(_) => {
                 let routes = extension.or(state_api_routes(Arc::clone(&backend))).unify();
                 bind(routes, config.listen).await?
             }
@@ -153,6 +160,19 @@ impl Sidecar {
             let _ = server.await;
         }
     }
+}
+
+/// A backend holding `loaded`, logged as `what`.
+fn serve_loaded(spec: &Arc<ChainSpec>, loaded: LoadedState, what: &str) -> Arc<StateBackend> {
+    info!(
+        slot = loaded.state.slot(),
+        fork = %loaded.state.fork_name(),
+        validators = loaded.state.validators().len(),
+        "{what}"
+    );
+    let backend = Arc::new(StateBackend::new(Arc::clone(spec), "not loaded"));
+    backend.set_state(loaded);
+    backend
 }
 
 impl Drop for Sidecar {

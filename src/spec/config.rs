@@ -198,6 +198,16 @@ impl ChainSpec {
             .unwrap_or_default()
     }
 
+    /// This configuration with `fork` and every fork before it active from
+    /// genesis (epoch 0) and the later ones unscheduled: the configuration
+    /// of a devnet whose genesis state is of `fork`.
+    pub fn with_genesis_fork(mut self, fork: ForkName) -> Self {
+        for (name, _, epoch) in &mut self.forks {
+            *epoch = if *name <= fork { 0 } else { FAR_FUTURE_EPOCH };
+        }
+        self
+    }
+
     /// The version and activation epoch of `fork` in this configuration.
     pub fn fork_schedule(&self, fork: ForkName) -> Option<(Version, Epoch)> {
         self.forks
@@ -548,6 +558,27 @@ pub const MAX_EFFECTIVE_BALANCE_ELECTRA: u64 = 2_048_000_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_genesis_fork_activates_it_and_every_earlier_fork_at_epoch_zero() {
+        let spec = ChainSpec::minimal().with_genesis_fork(ForkName::Deneb);
+        let epochs: Vec<(ForkName, Epoch)> = spec.forks.iter().map(|(n, _, e)| (*n, *e)).collect();
+        let far = FAR_FUTURE_EPOCH;
+        assert_eq!(
+            epochs,
+            [
+                (ForkName::Phase0, 0),
+                (ForkName::Altair, 0),
+                (ForkName::Bellatrix, 0),
+                (ForkName::Capella, 0),
+                (ForkName::Deneb, 0),
+                (ForkName::Electra, far),
+                (ForkName::Fulu, far),
+            ]
+        );
+        let back = ChainSpec::from_config_map(&spec.to_config_map()).unwrap();
+        assert_eq!(back, spec);
+    }
 
     #[test]
     fn config_yaml_of_mainnet_equals_the_built_in_mainnet() {
