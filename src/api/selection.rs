@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::backend::{BackendError, SelectionBackend, SlotContext};
 use super::error::{ApiError, ItemError};
 use super::types::IsAggregatorRequestItem;
-use crate::crypto::batch::{find_invalid, verify_signature_sets, SignatureSet};
+use crate::crypto::batch::{self, find_invalid, verify_signature_sets, SignatureSet};
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::selection::is_aggregator;
 use crate::spec::signing::selection_proof_signing_root;
@@ -180,31 +180,16 @@ fn check_against_context(
     })
 }
 
-/// Fewest signatures worth a thread of their own (a decode costs about 0.1 ms).
-const MIN_DECODES_PER_THREAD: usize = 256;
-
-/// Decodes every slot signature into a subgroup point, the costliest per-item
-/// step, spread over the available cores.
+/// Decodes every slot signature into a subgroup point, on all cores.
 fn decode_signatures(checked: &[(usize, CheckedItem)]) -> Vec<Result<Signature, ItemError>> {
-    let decode = |(_, item): &(usize, CheckedItem)| {
-        Signature::from_bytes(&item.slot_signature)
-            .map_err(|error| ItemError::BadSignatureEncoding(error.to_string()))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let per_thread = checked.len().div_ceil(threads).max(MIN_DECODES_PER_THREAD);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = checked
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(decode).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| {
-                part.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    let encoded: Vec<[u8; 96]> = checked
+        .iter()
+        .map(|(_, item)| item.slot_signature)
+        .collect();
+    batch::decode_signatures(&encoded)
+        .into_iter()
+        .map(|decoded| decoded.map_err(|error| ItemError::BadSignatureEncoding(error.to_string())))
+        .collect()
 }
 
 /// Verifies every signature in one batch; only if the batch fails, one by one

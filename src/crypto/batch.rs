@@ -14,7 +14,7 @@ use blst::min_pk;
 use blst::{MultiPoint, Pairing, BLST_ERROR};
 use rand::Rng;
 
-use super::bls::{PublicKey, Signature, DST};
+use super::bls::{CryptoError, PublicKey, Signature, DST};
 
 /// One signature to check: `signature` over the 32-byte signing root `message` by `pubkey`.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +140,36 @@ fn pair_groups(groups: &[MessageGroup]) -> Option<Pairing<'static>> {
     }
     pairing.commit();
     Some(pairing)
+}
+
+/// Fewest signatures worth a thread of their own (a decode costs about 0.1 ms).
+const MIN_DECODES_PER_THREAD: usize = 256;
+
+/// Decodes many compressed signatures into subgroup points (the costliest
+/// per-item step of checking a batch), spread over the available cores; one
+/// result per input, in order.
+pub fn decode_signatures(encoded: &[[u8; 96]]) -> Vec<Result<Signature, CryptoError>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = encoded.len().div_ceil(threads).max(MIN_DECODES_PER_THREAD);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = encoded
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|bytes| Signature::from_bytes(bytes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The positions of the sets whose signature does not verify, checked one by

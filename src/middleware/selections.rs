@@ -23,13 +23,14 @@ use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, DutyKind, Partial, Source};
 use super::exchange::{to_item, Exchange};
 use super::metrics::{ItemResult, Metrics, RequestOutcome};
-use super::store::{InsertOutcome, PartialStore};
+use super::store::PartialStore;
 use crate::api::error::{ApiError, ItemError};
 use crate::api::types::{
     BeaconCommitteeSelection, CommitteeData, IsAggregatorRequestItem, SignatureBytes, StateId,
     SyncCommitteeSelection,
 };
 use crate::api::{BeaconNodeClient, ClientError};
+use crate::crypto::batch::decode_signatures;
 use crate::crypto::Signature;
 use crate::spec::selection::is_aggregator;
 use crate::spec::{Epoch, Slot, ValidatorIndex};
@@ -41,10 +42,28 @@ pub const SYNC_COMMITTEE_SELECTIONS: &str = "sync_committee_selections";
 /// See [`BEACON_COMMITTEE_SELECTIONS`].
 pub const IS_AGGREGATOR: &str = "is_aggregator";
 
-/// One VC item as the store needs it.
-struct DutyRequest {
-    key: DutyKey,
-    partial: Partial,
+/// One VC item before its validator is resolved and its proof decoded.
+struct RawDuty {
+    validator_index: ValidatorIndex,
+    kind: DutyKind,
+    slot: Slot,
+    proof: [u8; 96],
+}
+
+impl RawDuty {
+    fn new(
+        validator_index: ValidatorIndex,
+        kind: DutyKind,
+        slot: Slot,
+        proof: &SignatureBytes,
+    ) -> Self {
+        RawDuty {
+            validator_index,
+            kind,
+            slot,
+            proof: proof.0,
+        }
+    }
 }
 
 /// What became of one item by the deadline.
@@ -119,26 +138,21 @@ impl Selections {
         &self,
         items: Vec<Result<BeaconCommitteeSelection, ItemError>>,
     ) -> Result<Vec<BeaconCommitteeSelection>, ApiError> {
-        let view = self.ready()?;
-        let requests: Vec<Result<DutyRequest, String>> = items
+        let raw: Vec<Result<RawDuty, String>> = items
             .iter()
             .map(|item| {
                 let item = item.as_ref().map_err(ToString::to_string)?;
-                self.duty_request(
-                    &view,
+                let kind = DutyKind::AttestationSelection;
+                Ok(RawDuty::new(
                     item.validator_index,
-                    DutyKind::AttestationSelection,
+                    kind,
                     item.slot,
                     &item.selection_proof,
-                )
+                ))
             })
             .collect();
         let answers = self
-            .answer(
-                BEACON_COMMITTEE_SELECTIONS,
-                &items_or_none(&items),
-                requests,
-            )
+            .answer(BEACON_COMMITTEE_SELECTIONS, &items_or_none(&items), raw)
             .await?;
         Ok(items
             .into_iter()
@@ -159,25 +173,23 @@ impl Selections {
         &self,
         items: Vec<Result<SyncCommitteeSelection, ItemError>>,
     ) -> Result<Vec<SyncCommitteeSelection>, ApiError> {
-        let view = self.ready()?;
-        let requests: Vec<Result<DutyRequest, String>> = items
+        let raw: Vec<Result<RawDuty, String>> = items
             .iter()
             .map(|item| {
                 let item = item.as_ref().map_err(ToString::to_string)?;
                 let kind = DutyKind::SyncSelection {
                     subcommittee_index: item.subcommittee_index,
                 };
-                self.duty_request(
-                    &view,
+                Ok(RawDuty::new(
                     item.validator_index,
                     kind,
                     item.slot,
                     &item.selection_proof,
-                )
+                ))
             })
             .collect();
         let answers = self
-            .answer(SYNC_COMMITTEE_SELECTIONS, &items_or_none(&items), requests)
+            .answer(SYNC_COMMITTEE_SELECTIONS, &items_or_none(&items), raw)
             .await?;
         Ok(items
             .into_iter()
@@ -203,21 +215,21 @@ impl Selections {
         items: Vec<Result<IsAggregatorRequestItem, ItemError>>,
     ) -> Result<Vec<bool>, ApiError> {
         let view = self.ready()?;
-        let requests: Vec<Result<DutyRequest, String>> = items
+        let raw: Vec<Result<RawDuty, String>> = items
             .iter()
             .map(|item| {
                 let item = item.as_ref().map_err(ToString::to_string)?;
-                self.duty_request(
-                    &view,
+                let kind = DutyKind::AttestationSelection;
+                Ok(RawDuty::new(
                     item.validator_index,
-                    DutyKind::AttestationSelection,
+                    kind,
                     item.slot,
                     &item.slot_signature,
-                )
+                ))
             })
             .collect();
         let answers = self
-            .answer(IS_AGGREGATOR, &items_or_none(&items), requests)
+            .answer(IS_AGGREGATOR, &items_or_none(&items), raw)
             .await?;
         let failures: Vec<(usize, ItemError)> = answers
             .iter()
@@ -259,71 +271,25 @@ impl Selections {
         Ok(answers)
     }
 
-    /// The duty and partial of one item, or why it is not a selection of
-    /// this cluster.
-    fn duty_request(
-        &self,
-        view: &ChainView,
-        validator_index: ValidatorIndex,
-        kind: DutyKind,
-        slot: Slot,
-        proof: &SignatureBytes,
-    ) -> Result<DutyRequest, String> {
-        let validator = view.validator(validator_index).ok_or_else(|| {
-            format!("validator index {validator_index} is not a validator of this cluster known to the beacon node")
-        })?;
-        let signature = Signature::from_bytes(&proof.0)
-            .map_err(|error| format!("selection proof does not decode: {error}"))?;
-        Ok(DutyRequest {
-            key: DutyKey {
-                kind,
-                validator,
-                slot,
-            },
-            partial: Partial {
-                share_index: self.share_index,
-                signing_root: view.signing_root(kind, slot),
-                signature,
-            },
-        })
-    }
-
     /// Stores and shares the partials, then waits for each duty until the deadline.
     async fn answer(
         &self,
         endpoint: &'static str,
         slots: &[Option<Slot>],
-        requests: Vec<Result<DutyRequest, String>>,
+        raw: Vec<Result<RawDuty, String>>,
     ) -> Result<Vec<Answer>, ApiError> {
+        let view = self.ready()?;
         let started = Instant::now();
         let deadline = started + self.timeout();
-        let mut answers: Vec<Option<Answer>> = requests
-            .iter()
-            .map(|request| request.as_ref().err().map(|e| Answer::Invalid(e.clone())))
-            .collect();
-        let valid: Vec<(usize, DutyKey, Partial)> = requests
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, request)| request.ok().map(|r| (index, r.key, r.partial)))
-            .collect();
-        let outcomes = self.store_local(&valid).await?;
-        let mut fresh = Vec::new();
-        let mut waits = Vec::new();
-        for ((index, key, partial), outcome) in valid.iter().zip(outcomes) {
-            match outcome {
-                Ok(outcome) => {
-                    if matches!(
-                        outcome,
-                        InsertOutcome::Stored { .. } | InsertOutcome::Combined(_)
-                    ) {
-                        fresh.push(to_item(key, partial));
-                    }
-                    waits.push((*index, *key));
-                }
-                Err(error) => answers[*index] = Some(Answer::Invalid(error.to_string())),
-            }
-        }
-        self.exchange.broadcast(fresh);
+        let local = LocalBatch {
+            view,
+            store: Arc::clone(&self.store),
+            exchange: Arc::clone(&self.exchange),
+            share_index: self.share_index,
+        };
+        let (mut answers, waits) = tokio::task::spawn_blocking(move || local.store(raw))
+            .await
+            .map_err(|error| ApiError::Internal(format!("partial store worker failed: {error}")))?;
         for (index, answer) in self.wait_all(waits, deadline).await {
             answers[index] = Some(answer);
         }
@@ -337,18 +303,6 @@ impl Selections {
             return Err(invalid_items(&answers));
         }
         Ok(answers)
-    }
-
-    /// Inserts this VC's partials (verified in one batch) off the async workers.
-    async fn store_local(
-        &self,
-        valid: &[(usize, DutyKey, Partial)],
-    ) -> Result<Vec<Result<InsertOutcome, super::store::StoreError>>, ApiError> {
-        let store = Arc::clone(&self.store);
-        let batch: Vec<(DutyKey, Partial)> = valid.iter().map(|(_, k, p)| (*k, *p)).collect();
-        tokio::task::spawn_blocking(move || store.insert_batch(&batch, Source::Local))
-            .await
-            .map_err(|error| ApiError::Internal(format!("partial store worker failed: {error}")))
     }
 
     /// Waits for every duty at once, each until `deadline`.
@@ -547,6 +501,92 @@ impl Selections {
         } else {
             Err(ApiError::InvalidItems { total, failures })
         }
+    }
+}
+
+/// What storing one VC request's partials needs, off the async workers.
+struct LocalBatch {
+    view: Arc<ChainView>,
+    store: Arc<PartialStore>,
+    exchange: Arc<Exchange>,
+    share_index: u64,
+}
+
+/// Each item's answer where it is already known, and the duties to wait for
+/// (item index, duty).
+type Stored = (Vec<Option<Answer>>, Vec<(usize, DutyKey)>);
+
+impl LocalBatch {
+    /// Resolves each item's validator, decodes the proofs on all cores,
+    /// verifies and stores the partials, and forwards the new ones to the
+    /// peers as soon as they are verified (before this node combines).
+    fn store(self, raw: Vec<Result<RawDuty, String>>) -> Stored {
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(raw.len());
+        let mut resolved: Vec<(usize, DutyKey, [u8; 96])> = Vec::new();
+        for (index, item) in raw.into_iter().enumerate() {
+            match item.and_then(|duty| self.resolve(duty)) {
+                Ok((key, proof)) => {
+                    resolved.push((index, key, proof));
+                    answers.push(None);
+                }
+                Err(reason) => answers.push(Some(Answer::Invalid(reason))),
+            }
+        }
+        let encoded: Vec<[u8; 96]> = resolved.iter().map(|(_, _, proof)| *proof).collect();
+        let mut batch: Vec<(usize, (DutyKey, Partial))> = Vec::with_capacity(resolved.len());
+        for ((index, key, _), decoded) in resolved.into_iter().zip(decode_signatures(&encoded)) {
+            match decoded {
+                Ok(signature) => {
+                    let partial = Partial {
+                        share_index: self.share_index,
+                        signing_root: self.view.duty_signing_root(&key),
+                        signature,
+                    };
+                    batch.push((index, (key, partial)));
+                }
+                Err(error) => {
+                    answers[index] = Some(Answer::Invalid(format!(
+                        "selection proof does not decode: {error}"
+                    )));
+                }
+            }
+        }
+        let items: Vec<(DutyKey, Partial)> = batch.iter().map(|(_, item)| *item).collect();
+        let outcomes = self
+            .store
+            .insert_batch_announcing(&items, Source::Local, |stored| {
+                let fresh = stored
+                    .iter()
+                    .filter_map(|position| items.get(*position))
+                    .map(|(key, partial)| to_item(key, partial))
+                    .collect();
+                self.exchange.broadcast(fresh);
+            });
+        let mut waits = Vec::with_capacity(batch.len());
+        for ((index, (key, _)), outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => waits.push((index, key)),
+                Err(error) => answers[index] = Some(Answer::Invalid(error.to_string())),
+            }
+        }
+        (answers, waits)
+    }
+
+    /// The item's duty (its validator's group key) and proof bytes, or why it
+    /// is not a duty of this cluster.
+    fn resolve(&self, duty: RawDuty) -> Result<(DutyKey, [u8; 96]), String> {
+        let validator = self.view.validator(duty.validator_index).ok_or_else(|| {
+            format!(
+                "validator index {} is not a validator of this cluster known to the beacon node",
+                duty.validator_index
+            )
+        })?;
+        let key = DutyKey {
+            kind: duty.kind,
+            validator,
+            slot: duty.slot,
+        };
+        Ok((key, duty.proof))
     }
 }
 

@@ -480,7 +480,20 @@ impl PartialStore {
         items: &[(DutyKey, Partial)],
         sender: Source,
     ) -> Vec<Result<InsertOutcome, StoreError>> {
-        let outcomes = self.verify_and_store(items, sender);
+        self.insert_batch_announcing(items, sender, |_| {})
+    }
+
+    /// [`Self::insert_batch`], calling `announce` with the positions of the
+    /// partials that were verified and newly stored, before the duties they
+    /// complete are combined: a node forwards its VC's partials to its peers
+    /// there, so that the peers' work overlaps its own combination.
+    pub fn insert_batch_announcing(
+        &self,
+        items: &[(DutyKey, Partial)],
+        sender: Source,
+        announce: impl FnOnce(Vec<usize>),
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let outcomes = self.verify_and_store(items, sender, announce);
         let mut inner = self.lock();
         let stats = &mut inner.stats;
         for outcome in &outcomes {
@@ -499,6 +512,7 @@ impl PartialStore {
         &self,
         items: &[(DutyKey, Partial)],
         sender: Source,
+        announce: impl FnOnce(Vec<usize>),
     ) -> Vec<Result<InsertOutcome, StoreError>> {
         if let Source::Peer(operator) = sender {
             if !self.operators.contains(&operator) {
@@ -537,6 +551,17 @@ impl PartialStore {
             }));
         }
         let ready = self.store_verified(items, sender, &mut outcomes);
+        let mut stored: Vec<usize> = ready.iter().map(|duty| duty.position).collect();
+        stored.extend(
+            outcomes
+                .iter()
+                .enumerate()
+                .filter_map(|(position, outcome)| {
+                    matches!(outcome, Some(Ok(InsertOutcome::Stored { .. }))).then_some(position)
+                }),
+        );
+        stored.sort_unstable();
+        announce(stored);
         for (position, result) in self.combine(&ready) {
             outcomes[position] = Some(result);
         }
