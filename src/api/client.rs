@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    AttesterDuty, BeaconCommitteeSelection, CommitteeData, DutiesResponse, ErrorMessage,
-    ForkResponseData, GenericResponse, GenesisData, IndexedFailure, IsAggregatorRequestItem,
-    StateId, StateResponse, SyncCommitteeSelection, SyncDuty, SyncingData, ValidatorData,
-    ValidatorId, VersionData,
+    AttesterDuty, BeaconCommitteeSelection, BeaconCommitteeSubscription, CommitteeData,
+    DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse, GenesisData, IndexedFailure,
+    IsAggregatorRequestItem, StateId, StateResponse, SyncCommitteeSelection,
+    SyncCommitteeSubscription, SyncDuty, SyncingData, ValidatorData, ValidatorId, VersionData,
 };
 use crate::spec::{Epoch, Fork, ValidatorIndex};
 
@@ -206,6 +206,30 @@ impl BeaconNodeClient {
             .await
     }
 
+    /// `POST /eth/v1/validator/beacon_committee_subscriptions`.
+    pub async fn beacon_committee_subscriptions(
+        &self,
+        subscriptions: &[BeaconCommitteeSubscription],
+    ) -> Result<(), ClientError> {
+        self.post_no_content(
+            "/eth/v1/validator/beacon_committee_subscriptions",
+            subscriptions,
+        )
+        .await
+    }
+
+    /// `POST /eth/v1/validator/sync_committee_subscriptions`.
+    pub async fn sync_committee_subscriptions(
+        &self,
+        subscriptions: &[SyncCommitteeSubscription],
+    ) -> Result<(), ClientError> {
+        self.post_no_content(
+            "/eth/v1/validator/sync_committee_subscriptions",
+            subscriptions,
+        )
+        .await
+    }
+
     /// `GET /eth/v1/node/version`.
     pub async fn node_version(&self) -> Result<String, ClientError> {
         let reply: GenericResponse<VersionData> = self.get_json("/eth/v1/node/version").await?;
@@ -258,6 +282,22 @@ impl BeaconNodeClient {
             path = format!("{path}?id={}", list.join(","));
         }
         Ok(self.get_json::<StateResponse<_>>(&path).await?.data)
+    }
+
+    /// `POST /eth/v1/beacon/states/{state_id}/validators` with `{"ids": [...]}`:
+    /// the POST form, whose body holds many more ids than a URL can.
+    pub async fn post_state_validators(
+        &self,
+        state_id: StateId,
+        ids: &[ValidatorId],
+    ) -> Result<Vec<ValidatorData>, ClientError> {
+        let path = format!("/eth/v1/beacon/states/{state_id}/validators");
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let body = serde_json::json!({ "ids": ids });
+        Ok(self
+            .post_json::<_, StateResponse<_>>(&path, &body)
+            .await?
+            .data)
     }
 
     /// `GET /eth/v1/beacon/states/{state_id}/committees[?epoch=]`.
@@ -338,6 +378,20 @@ impl BeaconNodeClient {
         let url = self.url(path);
         let request = self.http.post(&url).json(body).timeout(self.config.timeout);
         self.json_reply("POST", &url, request).await
+    }
+
+    /// A POST whose success reply carries nothing the caller needs; its body
+    /// is read (bounded) and dropped.
+    async fn post_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let request = self.http.post(&url).json(body).timeout(self.config.timeout);
+        let response = send("POST", &url, request).await?;
+        read_limited("POST", &url, response, self.config.max_json_bytes).await?;
+        Ok(())
     }
 
     async fn post_data<B: Serialize + ?Sized, T: DeserializeOwned>(
