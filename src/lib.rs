@@ -17,6 +17,8 @@
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
 //! - [`middleware`]: the DV middleware's parts so far: the partial-signature
 //!   store (verify, deduplicate, combine per duty) and the peer protocol.
+//! - [`vc`]: the validator client's aggregator selection, local or with
+//!   `--distributed-mode` (asking the middleware for combined proofs).
 
 pub mod api;
 pub mod beacon;
@@ -25,3 +27,4 @@ pub mod crypto;
 pub mod middleware;
 pub mod spec;
 pub mod state;
+pub mod vc;
