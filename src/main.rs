@@ -25,6 +25,10 @@ enum Command {
     /// Add POST /eth/v1/validator/is_aggregator to any beacon node: serve it
     /// from the node's head state and proxy everything else to the node.
     Sidecar(cmd::sidecar::SidecarArgs),
+    /// Run a validator client's aggregator selection (duties, "aggregate?",
+    /// subscriptions); with --distributed-mode it asks the distributed
+    /// validator middleware instead of deciding on a key share's partial proof.
+    Vc(cmd::vc::VcArgs),
 }
 
 fn main() {
@@ -34,6 +38,7 @@ fn main() {
         Command::Inspect(command) => cmd::inspect::run(command),
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Sidecar(args) => cmd::sidecar::run(args),
+        Command::Vc(args) => cmd::vc::run(args),
     };
     if let Err(error) = result {
         // One line, every cause joined: scripts and operators read the reason
