@@ -10,17 +10,23 @@
 //! - [`decision`]: every duty's outcome as a [`SelectionDecision`], in a
 //!   bounded log callers read.
 //! - [`service`]: `VcConfig` -> [`Vc::start`] -> [`VcHandle`], the slot-clock
-//!   loop and the step functions [`Vc::run_epoch`] / [`Vc::run_slot`].
+//!   loop and the step functions [`Vc::run_epoch`] / [`Vc::run_slot`]; their
+//!   parts are the private modules `fetch` (indices, fork, duties),
+//!   `attestation` and `sync` (the selection rounds) and `subscribe`.
 //!
 //! Producing and publishing attestations and aggregates is not in scope (the
 //! devnet's chain carries no attestations); the client keeps the selection
 //! proofs that duty would need.
 
+mod attestation;
 pub mod decision;
 pub mod duties;
+mod fetch;
 pub mod keys;
 pub mod selection;
 pub mod service;
+mod subscribe;
+mod sync;
 
 pub use decision::{DecisionDuty, Outcome, SelectionDecision};
 pub use keys::{load_keystores, KeysError, ValidatorKey};

@@ -25,7 +25,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+use tracing::warn;
+
+use super::service::{blocking, MAX_ITEMS_PER_REQUEST};
 use crate::api::types::SignatureBytes;
 use crate::api::ClientError;
 use crate::crypto::batch::{find_invalid, verify_signature_sets, SignatureSet};
@@ -237,6 +242,75 @@ where
         positions,
         refused,
     }
+}
+
+/// Sends `items` to a selections endpoint (in requests of at most
+/// [`MAX_ITEMS_PER_REQUEST`], all at once, each through [`send_in_parts`]) and
+/// matches each reply to `asked` by key, verifying every proof
+/// ([`match_answers`], off the async workers). Per item: the verified combined
+/// proof or why there is none, with the latency of its request; unrequested
+/// answers are logged.
+pub(super) async fn ask_selections<T, K, F, Fut>(
+    items: &[T],
+    asked: &[Asked<K>],
+    endpoint: &'static str,
+    send: F,
+) -> Vec<(Result<Signature, String>, Duration)>
+where
+    T: Clone,
+    K: Copy + Eq + std::hash::Hash + std::fmt::Debug + Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<Vec<(K, SignatureBytes)>, ClientError>>,
+{
+    let chunks = (0..items.len())
+        .step_by(MAX_ITEMS_PER_REQUEST)
+        .map(|start| {
+            let end = items.len().min(start + MAX_ITEMS_PER_REQUEST);
+            async move {
+                let started = Instant::now();
+                let sent = send_in_parts(&items[start..end], send).await;
+                (start, started.elapsed(), sent)
+            }
+        });
+    let mut results: Vec<(Result<Signature, String>, Duration)> =
+        vec![(Err("not asked".into()), Duration::ZERO); items.len()];
+    for (start, latency, sent) in join_all(chunks).await {
+        for (position, message) in sent.refused {
+            results[start + position] = (
+                Err(format!("{endpoint}: the beacon node refused it: {message}")),
+                latency,
+            );
+        }
+        let reply = match sent.reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                for &position in &sent.positions {
+                    results[start + position] = (Err(format!("{error}")), latency);
+                }
+                continue;
+            }
+        };
+        let chunk_asked: Vec<Asked<K>> = sent.positions.iter().map(|&p| asked[start + p]).collect();
+        let matched = match blocking(move || match_answers(&chunk_asked, reply)).await {
+            Ok(matched) => matched,
+            Err(reason) => {
+                warn!(%reason, "verifying combined selection proofs failed");
+                continue;
+            }
+        };
+        if matched.unrequested_count > 0 {
+            warn!(
+                endpoint,
+                count = matched.unrequested_count,
+                first = ?matched.unrequested,
+                "the beacon node answered for (validator_index, slot[, subcommittee_index]) that were not asked, or twice; ignored"
+            );
+        }
+        for (&position, answer) in sent.positions.iter().zip(matched.answers) {
+            results[start + position] = (answer, latency);
+        }
+    }
+    results
 }
 
 #[cfg(test)]
