@@ -64,11 +64,18 @@ impl Vc {
                 Status::Decided { .. } => matches!(round, Round::Current(_)) && !local,
                 Status::Failed => false,
             })
-            .map(|(_, entry)| Candidate {
-                duty: entry.duty,
-                key: entry.key,
-                signing_root: self.chain_root(&state.fork, entry.duty.slot),
-                own_proof: entry.own_proof,
+            .map(|(_, entry)| {
+                let signing_root = self.chain_root(&state.fork, entry.duty.slot);
+                Candidate {
+                    duty: entry.duty,
+                    key: entry.key,
+                    signing_root,
+                    // A proof over another root (signed before a fork) is stale.
+                    own_proof: entry
+                        .own_proof
+                        .filter(|(root, _)| *root == signing_root)
+                        .map(|(_, proof)| proof),
+                }
             })
             .collect()
     }
@@ -149,7 +156,7 @@ impl Vc {
                 .get_mut(&(candidate.duty.slot, candidate.duty.validator_index))
                 .filter(|entry| entry.duty == candidate.duty)
             {
-                entry.own_proof = Some(*proof);
+                entry.own_proof = Some((candidate.signing_root, *proof));
             }
         }
     }

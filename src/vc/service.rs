@@ -249,8 +249,10 @@ pub(super) struct State {
 pub(super) struct AttestationEntry {
     pub(super) duty: AttestationDuty,
     pub(super) key: usize,
-    /// The client's own selection proof (partial in distributed mode), signed once.
-    pub(super) own_proof: Option<Signature>,
+    /// The client's own selection proof (partial in distributed mode) and the
+    /// signing root it signs: signed once, reused while the root (the head
+    /// fork) stays the same.
+    pub(super) own_proof: Option<(Root, Signature)>,
     pub(super) status: Status,
     /// The `is_aggregator` last posted in a subscription.
     pub(super) subscribed: Option<bool>,
