@@ -19,6 +19,8 @@
 //! - [`middleware`]: the DV middleware's parts so far: the partial-signature
 //!   store (verify, deduplicate, combine per duty), the peer protocol and the
 //!   public-share <-> group-key mapping of the VC's Beacon API calls.
+//! - [`vc`]: the validator client's aggregator selection, local or with
+//!   `--distributed-mode` (asking the middleware for combined proofs).
 
 pub mod api;
 pub mod beacon;
@@ -27,3 +29,4 @@ pub mod crypto;
 pub mod middleware;
 pub mod spec;
 pub mod state;
+pub mod vc;

@@ -30,6 +30,10 @@ enum Command {
     /// selection proofs (beacon_committee_selections, sync_committee_selections,
     /// is_aggregator) and proxy everything else.
     Middleware(cmd::middleware::MiddlewareArgs),
+    /// Run a validator client's aggregator selection (duties, "aggregate?",
+    /// subscriptions); with --distributed-mode it asks the distributed
+    /// validator middleware instead of deciding on a key share's partial proof.
+    Vc(cmd::vc::VcArgs),
 }
 
 fn main() {
@@ -40,6 +44,7 @@ fn main() {
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Sidecar(args) => cmd::sidecar::run(args),
         Command::Middleware(args) => cmd::middleware::run(args),
+        Command::Vc(args) => cmd::vc::run(args),
     };
     if let Err(error) = result {
         // One line, every cause joined: scripts and operators read the reason

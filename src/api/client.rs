@@ -9,10 +9,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    AttesterDuty, BeaconCommitteeSelection, CommitteeData, DutiesResponse, ErrorMessage,
-    ForkResponseData, GenericResponse, GenesisData, IndexedFailure, IsAggregatorRequestItem,
-    ProposerDuty, StateId, StateResponse, SyncCommitteeSelection, SyncDuty, SyncingData,
-    ValidatorData, ValidatorId, ValidatorStatus, VersionData,
+    AttesterDuty, BeaconCommitteeSelection, BeaconCommitteeSubscription, CommitteeData,
+    DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse, GenesisData, IndexedFailure,
+    IsAggregatorRequestItem, ProposerDuty, StateId, StateResponse, SyncCommitteeSelection,
+    SyncCommitteeSubscription, SyncDuty, SyncingData, ValidatorData, ValidatorId, ValidatorStatus,
+    VersionData,
 };
 use crate::spec::{Epoch, Fork, ValidatorIndex};
 
@@ -206,6 +207,30 @@ impl BeaconNodeClient {
             .await
     }
 
+    /// `POST /eth/v1/validator/beacon_committee_subscriptions`.
+    pub async fn beacon_committee_subscriptions(
+        &self,
+        subscriptions: &[BeaconCommitteeSubscription],
+    ) -> Result<(), ClientError> {
+        self.post_no_content(
+            "/eth/v1/validator/beacon_committee_subscriptions",
+            subscriptions,
+        )
+        .await
+    }
+
+    /// `POST /eth/v1/validator/sync_committee_subscriptions`.
+    pub async fn sync_committee_subscriptions(
+        &self,
+        subscriptions: &[SyncCommitteeSubscription],
+    ) -> Result<(), ClientError> {
+        self.post_no_content(
+            "/eth/v1/validator/sync_committee_subscriptions",
+            subscriptions,
+        )
+        .await
+    }
+
     /// `GET /eth/v1/node/version`.
     pub async fn node_version(&self) -> Result<String, ClientError> {
         let reply: GenericResponse<VersionData> = self.get_json("/eth/v1/node/version").await?;
@@ -384,6 +409,20 @@ impl BeaconNodeClient {
         let url = self.url(path);
         let request = self.http.post(&url).json(body).timeout(self.config.timeout);
         self.json_reply("POST", &url, request).await
+    }
+
+    /// A POST whose success reply carries nothing the caller needs; its body
+    /// is read (bounded) and dropped.
+    async fn post_no_content<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let request = self.http.post(&url).json(body).timeout(self.config.timeout);
+        let response = send("POST", &url, request).await?;
+        read_limited("POST", &url, response, self.config.max_json_bytes).await?;
+        Ok(())
     }
 
     async fn post_data<B: Serialize + ?Sized, T: DeserializeOwned>(

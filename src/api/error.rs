@@ -150,8 +150,8 @@ pub fn error_reply(status: StatusCode, message: String) -> warp::reply::Response
     error_response(status, &body)
 }
 
-/// A JSON error reply.
-pub(super) fn error_response(status: StatusCode, body: &ErrorMessage) -> warp::reply::Response {
+/// A JSON error reply with `body` (plain or with indexed `failures`).
+pub fn error_response(status: StatusCode, body: &ErrorMessage) -> warp::reply::Response {
     use warp::Reply;
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }

@@ -245,7 +245,7 @@ where
 }
 
 /// Accepts `application/json` (any parameters, any case) or no content type.
-fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
     match content_type {
         Some(text) if !is_json_content_type(text) => Err(ApiError::UnsupportedMediaType(
             text.chars().take(100).collect(),
@@ -305,7 +305,7 @@ where
 
 /// Splits a JSON array into its raw items, refusing more than `max_items`,
 /// so that each item can be parsed (and named when bad) on its own.
-fn parse_item_list(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
+pub(crate) fn parse_item_list(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let items = deserializer
         .deserialize_seq(BoundedList { max_items })

@@ -265,6 +265,44 @@ pub struct SyncCommitteeSelection {
     pub selection_proof: SignatureBytes,
 }
 
+/// One item of `POST /eth/v1/validator/beacon_committee_subscriptions`: the
+/// node should join the attestation subnet of this committee and, when
+/// `is_aggregator`, collect its attestations for the validator to aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeaconCommitteeSubscription {
+    /// The subscribing validator.
+    #[serde(with = "quoted_u64")]
+    pub validator_index: ValidatorIndex,
+    /// The validator's committee at `slot`.
+    #[serde(with = "quoted_u64")]
+    pub committee_index: CommitteeIndex,
+    /// The number of committees at `slot`, as the validator's duties say.
+    #[serde(with = "quoted_u64")]
+    pub committees_at_slot: u64,
+    /// The slot the validator attests in.
+    #[serde(with = "quoted_u64")]
+    pub slot: Slot,
+    /// Whether the validator was selected to aggregate its committee at `slot`.
+    pub is_aggregator: bool,
+}
+
+/// One item of `POST /eth/v1/validator/sync_committee_subscriptions`. The
+/// Beacon API gives it no `is_aggregator` field: sync aggregators are chosen
+/// per slot and subcommittee, and the node subscribes to the subnets of
+/// `sync_committee_indices` whether or not the validator aggregates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCommitteeSubscription {
+    /// The subscribing validator.
+    #[serde(with = "quoted_u64")]
+    pub validator_index: ValidatorIndex,
+    /// Every position of the validator in the sync committee.
+    #[serde(with = "quoted_u64_list")]
+    pub sync_committee_indices: Vec<u64>,
+    /// The first epoch the subscription is no longer needed (exclusive end).
+    #[serde(with = "quoted_u64")]
+    pub until_epoch: Epoch,
+}
+
 /// `GET /eth/v1/node/version` data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionData {
@@ -664,6 +702,35 @@ mod tests {
         for text in ["42", &format!("0x{}", "aa".repeat(48))] {
             assert_eq!(text.parse::<ValidatorId>().unwrap().to_string(), text);
         }
+    }
+
+    #[test]
+    fn subscriptions_are_written_as_the_beacon_api_spells_them() {
+        let beacon = BeaconCommitteeSubscription {
+            validator_index: 7,
+            committee_index: 1,
+            committees_at_slot: 4,
+            slot: 43,
+            is_aggregator: true,
+        };
+        let json = r#"{"validator_index":"7","committee_index":"1","committees_at_slot":"4","slot":"43","is_aggregator":true}"#;
+        assert_eq!(serde_json::to_string(&beacon).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<BeaconCommitteeSubscription>(json).unwrap(),
+            beacon
+        );
+        let sync = SyncCommitteeSubscription {
+            validator_index: 7,
+            sync_committee_indices: vec![3, 130],
+            until_epoch: 256,
+        };
+        let json =
+            r#"{"validator_index":"7","sync_committee_indices":["3","130"],"until_epoch":"256"}"#;
+        assert_eq!(serde_json::to_string(&sync).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<SyncCommitteeSubscription>(json).unwrap(),
+            sync
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   followed epoch by epoch.
 //! - [`state_api`]: the read-only Beacon API that a state determines (genesis,
 //!   fork, validators, committees, duties, the SSZ state), served in `--state` mode.
+//! - [`subscriptions`]: the beacon and sync committee subscription endpoints
+//!   in `--state` mode, checked against the state and recorded in a bounded log.
 //! - [`proxy`]: the reverse proxy that forwards every request the sidecar does
 //!   not answer itself to an upstream beacon node, unchanged and streamed.
 //! - [`sidecar`]: the server that assembles them.
@@ -17,3 +19,4 @@ pub mod proxy;
 pub mod sidecar;
 pub mod source;
 pub mod state_api;
+pub mod subscriptions;

@@ -3,9 +3,11 @@
 //! In front of an upstream node (`--beacon-node`) it serves
 //! `POST /eth/v1/validator/is_aggregator` from the upstream's head state
 //! (followed per epoch), answers the two standard selection routes 501, and
-//! reverse-proxies every other request unchanged. On a state file (`--state`)
-//! it serves the same extension routes plus the read-only Beacon API that the
-//! state determines, with no upstream at all.
+//! reverse-proxies every other request unchanged (the subscription endpoints
+//! included). On a state file (`--state`) it serves the same extension routes
+//! plus the read-only Beacon API that the state determines and the two
+//! subscription endpoints, whose accepted items [`Sidecar::subscriptions`]
+//! returns, with no upstream at all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use super::backend::{LoadedState, StateBackend};
 use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
 use super::source::{follow_upstream, load_state_file, FollowConfig, SourceError};
 use super::state_api::state_api_routes;
+use super::subscriptions::{subscription_routes, SubscriptionLog};
 use crate::api::client::BeaconNodeClient;
 use crate::api::filters::{
     bind_server, is_aggregator_routes_with_limits, selections_not_implemented, Limits, ServerFuture,
@@ -73,6 +76,7 @@ pub enum SidecarError {
 pub struct Sidecar {
     addr: SocketAddr,
     backend: Arc<StateBackend>,
+    subscriptions: Arc<SubscriptionLog>,
     /// The follower (with an upstream), then the server.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -119,9 +123,17 @@ impl Sidecar {
         let extension = is_aggregator_routes_with_limits(selection, config.limits)
             .or(selections_not_implemented())
             .unify();
+        let subscriptions = Arc::new(SubscriptionLog::default());
         let (addr, server) = match &config.source {
             SidecarSource::StateFile { .. } | SidecarSource::State(_) => {
-                let routes = extension.or(state_api_routes(Arc::clone(&backend))).unify();
+                let routes = extension
+                    .or(subscription_routes(
+                        Arc::clone(&backend),
+                        Arc::clone(&subscriptions),
+                    ))
+                    .unify()
+                    .or(state_api_routes(Arc::clone(&backend)))
+                    .unify();
                 bind(routes, config.listen).await?
             }
             SidecarSource::BeaconNode { url } => {
@@ -140,6 +152,7 @@ impl Sidecar {
         Ok(Sidecar {
             addr,
             backend,
+            subscriptions,
             tasks,
         })
     }
@@ -152,6 +165,12 @@ impl Sidecar {
     /// The state the routes answer from.
     pub fn backend(&self) -> &Arc<StateBackend> {
         &self.backend
+    }
+
+    /// The subscriptions this node accepted (state-file mode; in front of an
+    /// upstream they are proxied and the log stays empty).
+    pub fn subscriptions(&self) -> &Arc<SubscriptionLog> {
+        &self.subscriptions
     }
 
     /// Serves until the process is stopped.

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod inspect;
 pub mod middleware;
 pub mod sidecar;
+pub mod vc;
 
 /// Writes one line to stdout; a closed pipe (`| head`) is an error, not a panic.
 pub fn print_line(text: &str) -> anyhow::Result<()> {
