@@ -26,6 +26,7 @@ pub mod api;
 pub mod beacon;
 pub mod cluster;
 pub mod crypto;
+pub mod devnet;
 pub mod middleware;
 pub mod spec;
 pub mod state;

@@ -14,6 +14,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local distributed-validator network in this process (beacon
+    /// node, middlewares, validator clients) and check every aggregator
+    /// decision against the undivided key's.
+    ///
+    /// It makes a genesis state of interop validators, splits the first
+    /// --distributed-validators keys t-of-n with `cluster create` (the other
+    /// validators are inert), and starts a beacon node, one middleware and
+    /// one `vc --distributed-mode` per operator, all on 127.0.0.1. The chain
+    /// has no blocks: it advances through empty slots (the slot number; at
+    /// each epoch boundary the randao mix carried forward and the sync
+    /// committees rotated, as an empty chain does), so the committees of
+    /// every later epoch are exact. Each row of the table is one duty: is the
+    /// validator an aggregator, did every operator decide the same, does it
+    /// equal what the undivided key decides, and how long the slowest
+    /// operator waited. Exits non-zero if any decision differs.
+    Devnet(cmd::devnet::DevnetArgs),
     /// Inspect a BeaconState: its root, committees and aggregator selection
     /// ("why did my validator (not) aggregate?").
     #[command(subcommand)]
@@ -38,8 +54,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging();
+    // The devnet prints a table on stdout; its services log only warnings
+    // unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Command::Devnet(_) => "warn",
+        _ => "info",
+    };
+    init_logging(default_level);
     let result = match cli.command {
+        Command::Devnet(args) => cmd::devnet::run_devnet(args),
         Command::Inspect(command) => cmd::inspect::run(command),
         Command::Cluster(command) => cmd::cluster::run(command),
         Command::Sidecar(args) => cmd::sidecar::run(args),
@@ -54,10 +77,11 @@ fn main() {
     }
 }
 
-/// Logs to stderr, coloured only on a terminal; `RUST_LOG` filters (default: info).
-fn init_logging() {
+/// Logs to stderr, coloured only on a terminal; `RUST_LOG` filters (default:
+/// `default_level`).
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -538,6 +538,14 @@ async fn a_node_sending_invalid_partials_is_named_and_the_honest_ones_answer() {
             }
         })
         .collect();
+    // And one of a validator outside the lock.
+    let mut bad = bad;
+    let stranger_key = SecretKey::random();
+    bad.push(PartialItem {
+        validator_pubkey: stranger_key.public_key(),
+        signature: stranger_key.sign(cases[0].signing_root.as_slice()),
+        ..bad[0].clone()
+    });
     for reply in faulty.broadcast(&bad).await {
         let outcomes = reply.result.unwrap();
         assert!(outcomes

@@ -2,6 +2,7 @@
 //! arguments, call the library and print; errors are `anyhow` here only.
 
 pub mod cluster;
+pub mod devnet;
 pub mod inspect;
 pub mod middleware;
 pub mod sidecar;

@@ -345,6 +345,12 @@ impl PartialSink for StoreSink {
         self.chain.view().map(|_| ())
     }
 
+    fn refused(&self, from_operator: u64, count: usize) {
+        for _ in 0..count {
+            self.store.record_refused(Source::Peer(from_operator));
+        }
+    }
+
     fn resend_requested(&self, from_operator: u64, min_slot: Slot) {
         info!(
             peer = from_operator,

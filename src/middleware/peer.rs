@@ -22,6 +22,7 @@ use serde_utils::quoted_u64::{require_quotes as quoted_u64, Quoted};
 use sha2::{Digest, Sha256};
 
 use super::duty::DutyKind;
+use crate::api::types::{PublicKeyBytes, SignatureBytes};
 use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::{Root, Slot};
@@ -213,7 +214,10 @@ fn bls_node_key(
 /// One partial selection proof: operator `share_index`'s signature share of
 /// `signing_root` for validator `validator_pubkey` (the group key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "PartialItemJson", into = "PartialItemJson")]
+#[serde(
+    try_from = "PartialItemJson<PublicKey, Signature>",
+    into = "PartialItemJson<PublicKey, Signature>"
+)]
 pub struct PartialItem {
     /// The duty and, for sync selections, the subcommittee.
     pub duty: DutyKind,
@@ -229,6 +233,40 @@ pub struct PartialItem {
     pub signature: Signature,
 }
 
+/// A [`PartialItem`] as it came over the wire, its key and signature not yet
+/// decoded: a receiver looks the key up among its lock's validators instead
+/// of decompressing it, and decodes a message's signatures on all cores.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "PartialItemJson<PublicKeyBytes, SignatureBytes>")]
+pub struct RawPartialItem {
+    /// The duty and, for sync selections, the subcommittee.
+    pub duty: DutyKind,
+    /// The slot of the duty.
+    pub slot: Slot,
+    /// The validator's group public key, compressed.
+    pub validator_pubkey: PublicKeyBytes,
+    /// The key share that made `signature`.
+    pub share_index: u64,
+    /// What `signature` signs.
+    pub signing_root: Root,
+    /// The partial signature, compressed.
+    pub signature: SignatureBytes,
+}
+
+impl RawPartialItem {
+    /// The item with its key and signature decoded.
+    pub fn decoded(&self, validator_pubkey: PublicKey, signature: Signature) -> PartialItem {
+        PartialItem {
+            duty: self.duty,
+            slot: self.slot,
+            validator_pubkey,
+            share_index: self.share_index,
+            signing_root: self.signing_root,
+            signature,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum DutyName {
@@ -236,54 +274,51 @@ enum DutyName {
     SyncSelection,
 }
 
-/// The JSON shape of a [`PartialItem`]: `subcommittee_index` is present for
-/// sync selections only.
+/// The JSON shape of a partial, over decoded (`PublicKey`, `Signature`) or
+/// raw (`PublicKeyBytes`, `SignatureBytes`) key and signature:
+/// `subcommittee_index` is present for sync selections only.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PartialItemJson {
+struct PartialItemJson<K, S> {
     duty: DutyName,
     #[serde(with = "quoted_u64")]
     slot: Slot,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subcommittee_index: Option<Quoted<u64>>,
-    validator_pubkey: PublicKey,
+    validator_pubkey: K,
     #[serde(with = "quoted_u64")]
     share_index: u64,
     #[serde(with = "serde_utils::b256_hex")]
     signing_root: Root,
-    signature: Signature,
+    signature: S,
 }
 
-impl TryFrom<PartialItemJson> for PartialItem {
-    type Error = String;
-
-    fn try_from(json: PartialItemJson) -> Result<Self, Self::Error> {
-        let duty = match (json.duty, json.subcommittee_index) {
-            (DutyName::AttestationSelection, None) => DutyKind::AttestationSelection,
-            (DutyName::SyncSelection, Some(index)) => DutyKind::SyncSelection {
+impl<K, S> PartialItemJson<K, S> {
+    /// The duty the `duty` name and `subcommittee_index` describe together.
+    fn duty_kind(&self) -> Result<DutyKind, String> {
+        match (self.duty, &self.subcommittee_index) {
+            (DutyName::AttestationSelection, None) => Ok(DutyKind::AttestationSelection),
+            (DutyName::SyncSelection, Some(index)) => Ok(DutyKind::SyncSelection {
                 subcommittee_index: index.value,
-            },
+            }),
             (DutyName::AttestationSelection, Some(_)) => {
-                return Err("attestation_selection takes no subcommittee_index".into())
+                Err("attestation_selection takes no subcommittee_index".into())
             }
             (DutyName::SyncSelection, None) => {
-                return Err("sync_selection needs a subcommittee_index".into())
+                Err("sync_selection needs a subcommittee_index".into())
             }
-        };
-        Ok(PartialItem {
-            duty,
-            slot: json.slot,
-            validator_pubkey: json.validator_pubkey,
-            share_index: json.share_index,
-            signing_root: json.signing_root,
-            signature: json.signature,
-        })
+        }
     }
-}
 
-impl From<PartialItem> for PartialItemJson {
-    fn from(item: PartialItem) -> Self {
-        let (duty, subcommittee_index) = match item.duty {
+    fn from_parts(
+        duty: DutyKind,
+        slot: Slot,
+        validator_pubkey: K,
+        share_index: u64,
+        signing_root: Root,
+        signature: S,
+    ) -> Self {
+        let (duty, subcommittee_index) = match duty {
             DutyKind::AttestationSelection => (DutyName::AttestationSelection, None),
             DutyKind::SyncSelection { subcommittee_index } => (
                 DutyName::SyncSelection,
@@ -294,13 +329,58 @@ impl From<PartialItem> for PartialItemJson {
         };
         PartialItemJson {
             duty,
-            slot: item.slot,
+            slot,
             subcommittee_index,
-            validator_pubkey: item.validator_pubkey,
-            share_index: item.share_index,
-            signing_root: item.signing_root,
-            signature: item.signature,
+            validator_pubkey,
+            share_index,
+            signing_root,
+            signature,
         }
+    }
+}
+
+impl TryFrom<PartialItemJson<PublicKey, Signature>> for PartialItem {
+    type Error = String;
+
+    fn try_from(json: PartialItemJson<PublicKey, Signature>) -> Result<Self, Self::Error> {
+        Ok(PartialItem {
+            duty: json.duty_kind()?,
+            slot: json.slot,
+            validator_pubkey: json.validator_pubkey,
+            share_index: json.share_index,
+            signing_root: json.signing_root,
+            signature: json.signature,
+        })
+    }
+}
+
+impl TryFrom<PartialItemJson<PublicKeyBytes, SignatureBytes>> for RawPartialItem {
+    type Error = String;
+
+    fn try_from(
+        json: PartialItemJson<PublicKeyBytes, SignatureBytes>,
+    ) -> Result<Self, Self::Error> {
+        Ok(RawPartialItem {
+            duty: json.duty_kind()?,
+            slot: json.slot,
+            validator_pubkey: json.validator_pubkey,
+            share_index: json.share_index,
+            signing_root: json.signing_root,
+            signature: json.signature,
+        })
+    }
+}
+
+impl From<PartialItem> for PartialItemJson<PublicKey, Signature> {
+    fn from(item: PartialItem) -> Self {
+        PartialItemJson::from_parts(
+            item.duty,
+            item.slot,
+            item.validator_pubkey,
+            item.share_index,
+            item.signing_root,
+            item.signature,
+        )
     }
 }
 
@@ -355,6 +435,13 @@ pub trait PartialSink: Send + Sync {
     /// the sender retries.
     fn ready(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Counts `count` partials of `from_operator` that the endpoint refused
+    /// before the sink saw them (malformed, of a validator outside the lock,
+    /// a signature that does not decode), so the sender is named for them too.
+    fn refused(&self, from_operator: u64, count: usize) {
+        let _ = (from_operator, count);
     }
 
     /// Operator `from_operator` asks for every partial this node holds at or

@@ -5,6 +5,7 @@
 //! authenticated the same way, which passes a restarted peer's request for
 //! a re-send to the sink.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Buf;
@@ -18,12 +19,14 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::peer::{
-    AuthError, ItemOutcome, PartialItem, PartialSink, PeerCredentials, ResendRequest,
+    AuthError, ItemOutcome, PartialSink, PeerCredentials, RawPartialItem, ResendRequest,
     MAX_BODY_BYTES, MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
 };
 use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
 use crate::api::types::{ErrorMessage, GenericResponse};
 use crate::cluster::ClusterLock;
+use crate::crypto::batch::decode_signatures;
+use crate::crypto::PublicKey;
 
 /// Why a whole peer request is refused; each variant has its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +152,12 @@ pub fn peer_routes(
                 signature,
             },
         );
+    let keys: Arc<LockKeys> = Arc::new(
+        lock.validators
+            .iter()
+            .map(|validator| (validator.pubkey.to_bytes(), validator.pubkey))
+            .collect(),
+    );
     let partials = warp::path!("dv" / "v1" / "partials").map(|| PeerRequest::Partials);
     let resend = warp::path!("dv" / "v1" / "resend").map(|| PeerRequest::Resend);
     partials
@@ -160,10 +169,16 @@ pub fn peer_routes(
         .then(move |request: PeerRequest, headers: PeerHeaders, body| {
             let lock = Arc::clone(&lock);
             let sink = Arc::clone(&sink);
+            let keys = Arc::clone(&keys);
             async move {
-                match receive(lock, self_index, sink, request, headers, body).await {
+                match receive(lock, keys, self_index, sink, request, headers, body).await {
                     Ok(outcomes) => {
                         warp::reply::json(&GenericResponse { data: outcomes }).into_response()
+                    }
+                    Err(ServeError::NotReady(reason)) => {
+                        // Transient (the node is starting); the sender retries.
+                        tracing::debug!(%reason, "asked a peer to retry: not ready yet");
+                        ServeError::NotReady(reason).into_response()
                     }
                     Err(error) => {
                         tracing::warn!(operator = ?error.operator(), %error, "refused a peer request");
@@ -181,8 +196,12 @@ enum PeerRequest {
     Resend,
 }
 
+/// The group keys of the lock's validators, by their compressed bytes.
+type LockKeys = HashMap<[u8; 48], PublicKey>;
+
 async fn receive<S, B>(
     lock: Arc<ClusterLock>,
+    keys: Arc<LockKeys>,
     self_index: u64,
     sink: Arc<dyn PartialSink>,
     request: PeerRequest,
@@ -217,7 +236,7 @@ where
             .verify(self_index, &body)
             .map_err(ServeError::Auth)?;
         match request {
-            PeerRequest::Partials => deliver(sink.as_ref(), operator, &body),
+            PeerRequest::Partials => deliver(sink.as_ref(), &keys, operator, &body),
             PeerRequest::Resend => {
                 let resend = parse_resend(operator, &body)?;
                 sink.resend_requested(operator, resend.min_slot);
@@ -314,10 +333,13 @@ impl<'de> Visitor<'de> for BoundedPartials {
 }
 
 /// Parses the body of `operator`'s authenticated request, gives the
-/// well-formed partials to the sink and merges its outcomes with the
-/// rejections of the malformed ones, in request order.
+/// well-formed partials of the lock's validators to the sink and merges its
+/// outcomes with the rejections of the others, in request order. Keys are
+/// looked up among the lock's validators rather than decompressed, and the
+/// signatures are decoded on all cores.
 fn deliver(
     sink: &dyn PartialSink,
+    keys: &LockKeys,
     operator: u64,
     body: &[u8],
 ) -> Result<Vec<ItemOutcome>, ServeError> {
@@ -332,22 +354,57 @@ fn deliver(
             claimed: message.from_operator,
         });
     }
-    // `None` marks a well-formed partial, answered by the sink in turn.
-    let mut malformed: Vec<Option<String>> = Vec::with_capacity(message.partials.len());
-    let mut valid = Vec::new();
+    // `Err` marks a partial refused here; `Ok` one with its group key.
+    let mut parsed: Vec<Result<(RawPartialItem, PublicKey), String>> =
+        Vec::with_capacity(message.partials.len());
     for (index, raw) in message.partials.iter().enumerate() {
-        match serde_json::from_str::<PartialItem>(raw.get()) {
-            Ok(partial) => {
-                valid.push(partial);
-                malformed.push(None);
+        let item = serde_json::from_str::<RawPartialItem>(raw.get())
+            .map_err(|error| format!("malformed partial: {error}"))
+            .and_then(|item| match keys.get(&item.validator_pubkey.0) {
+                Some(key) => Ok((item, *key)),
+                None => Err(format!(
+                    "validator {:?} is not in the cluster lock",
+                    item.validator_pubkey
+                )),
+            });
+        if let Err(reason) = &item {
+            tracing::warn!(
+                operator,
+                index,
+                reason = reason.as_str(),
+                "refused a partial from a peer"
+            );
+        }
+        parsed.push(item);
+    }
+    let encoded: Vec<[u8; 96]> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(raw, _)| raw.signature.0))
+        .collect();
+    let mut decoded = decode_signatures(&encoded).into_iter();
+    let mut valid = Vec::with_capacity(encoded.len());
+    let mut refused: Vec<Option<String>> = Vec::with_capacity(parsed.len());
+    for item in parsed {
+        let checked = item.and_then(|(raw, key)| match decoded.next() {
+            Some(Ok(signature)) => Ok(raw.decoded(key, signature)),
+            Some(Err(error)) => Err(format!(
+                "malformed partial: signature does not decode: {error}"
+            )),
+            None => Err("malformed partial: no signature".to_string()),
+        });
+        match checked {
+            Ok(item) => {
+                valid.push(item);
+                refused.push(None);
             }
-            Err(error) => {
-                tracing::warn!(operator, index, %error, "malformed partial from a peer");
-                malformed.push(Some(error.to_string()));
-            }
+            Err(reason) => refused.push(Some(reason)),
         }
     }
     let sent = valid.len();
+    let refused_count = refused.iter().filter(|reason| reason.is_some()).count();
+    if refused_count > 0 {
+        sink.refused(operator, refused_count);
+    }
     let answers = sink.accept(operator, valid);
     let answered = answers.len();
     let count_error = ServeError::OutcomeCount {
@@ -359,13 +416,11 @@ fn deliver(
         return Err(count_error);
     }
     let mut answers = answers.into_iter();
-    let outcomes: Option<Vec<ItemOutcome>> = malformed
+    let outcomes: Option<Vec<ItemOutcome>> = refused
         .into_iter()
         .map(|reason| match reason {
             None => answers.next(),
-            Some(reason) => Some(ItemOutcome::Rejected {
-                message: format!("malformed partial: {reason}"),
-            }),
+            Some(message) => Some(ItemOutcome::Rejected { message }),
         })
         .collect();
     outcomes.ok_or(count_error)

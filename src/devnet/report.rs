@@ -1,0 +1,415 @@
+//! The devnet's report: each operator's decisions for each duty, set against
+//! the ground truth, as table rows while the devnet runs, as JSON records
+//! (`--report FILE`) and as a summary at the end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::truth::{DutyId, Truth};
+use crate::api::types::BeaconCommitteeSubscription;
+use crate::spec::{Epoch, Slot, ValidatorIndex};
+use crate::vc::{DecisionDuty, Outcome, SelectionDecision};
+
+/// A duty: its slot, validator and kind.
+type DutyKey = (Slot, ValidatorIndex, DutyId);
+
+/// One duty's outcome across the cluster, as the JSON report holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    /// The slot's epoch.
+    pub epoch: Epoch,
+    /// The duty's slot.
+    pub slot: Slot,
+    /// The distributed validator.
+    pub validator_index: ValidatorIndex,
+    /// `attestation` or `sync`.
+    pub duty: &'static str,
+    /// The attestation duty's committee.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committee_index: Option<u64>,
+    /// The attestation duty's committee length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committee_length: Option<u64>,
+    /// The sync duty's subcommittee.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subcommittee_index: Option<u64>,
+    /// What most operators decided (`null` if they split evenly or none decided).
+    pub cluster_decision: Option<bool>,
+    /// What the undivided key decides.
+    pub ground_truth: bool,
+    /// How many operators decided `cluster_decision`.
+    pub operators_agreeing: u64,
+    /// Operators in the cluster.
+    pub operators: u64,
+    /// The slowest operator's time from asking to its answer.
+    pub latency_ms: Option<u64>,
+    /// Why operators failed to decide, if any did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+impl Record {
+    /// Whether every operator decided, and decided the ground truth.
+    pub fn is_correct(&self) -> bool {
+        self.operators_agreeing == self.operators
+            && self.cluster_decision == Some(self.ground_truth)
+    }
+
+    /// One row of the live table.
+    pub fn table_row(&self) -> String {
+        let duty = match (
+            self.committee_index,
+            self.committee_length,
+            self.subcommittee_index,
+        ) {
+            (Some(index), Some(length), _) => format!("attestation c{index} (len {length})"),
+            (_, _, Some(sub)) => format!("sync subcommittee {sub}"),
+            _ => self.duty.to_string(),
+        };
+        let decision = match self.cluster_decision {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        let latency = self
+            .latency_ms
+            .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"));
+        format!(
+            "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}",
+            self.slot,
+            self.validator_index,
+            duty,
+            decision,
+            format!("{}/{}", self.operators_agreeing, self.operators),
+            if self.is_correct() { "yes" } else { "NO" },
+            latency,
+        )
+    }
+}
+
+/// The header of the live table.
+pub fn table_header() -> String {
+    format!(
+        "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}",
+        "slot", "validator", "duty", "aggregator", "agreed", "= truth", "latency"
+    )
+}
+
+/// What the devnet found, in numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Duties checked.
+    pub duties: u64,
+    /// Attestation duties among them.
+    pub attestation_duties: u64,
+    /// Sync duties among them.
+    pub sync_duties: u64,
+    /// Duties whose ground truth is "aggregate".
+    pub aggregators: u64,
+    /// Duties every operator decided as the ground truth.
+    pub correct: u64,
+    /// Duties some operator decided otherwise, or not at all.
+    pub incorrect: u64,
+    /// Decisions for duties the ground truth does not have.
+    pub unexpected_decisions: u64,
+    /// Beacon committee subscriptions of the distributed validators checked.
+    pub subscriptions_checked: u64,
+    /// Of those, posted with another `is_aggregator` than the ground truth.
+    pub subscriptions_wrong: u64,
+    /// Median of the records' latencies.
+    pub median_latency_ms: Option<u64>,
+    /// Largest of the records' latencies.
+    pub max_latency_ms: Option<u64>,
+}
+
+impl Summary {
+    /// Whether every decision and subscription equals the ground truth.
+    pub fn is_ok(&self) -> bool {
+        self.incorrect == 0 && self.unexpected_decisions == 0 && self.subscriptions_wrong == 0
+    }
+}
+
+/// The whole report, as `--report FILE` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevnetReport {
+    /// One record per (epoch, slot, validator, duty kind).
+    pub records: Vec<Record>,
+    /// The totals.
+    pub summary: Summary,
+}
+
+/// Collects the ground truth and every operator's decisions.
+pub struct ReportBuilder {
+    operators: u64,
+    truths: BTreeMap<DutyKey, Truth>,
+    decisions: BTreeMap<DutyKey, BTreeMap<u64, SelectionDecision>>,
+    unexpected: u64,
+    records: Vec<Record>,
+}
+
+impl ReportBuilder {
+    /// A report for a cluster of `operators`.
+    pub fn new(operators: u64) -> Self {
+        ReportBuilder {
+            operators,
+            truths: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            unexpected: 0,
+            records: Vec::new(),
+        }
+    }
+
+    /// Adds an epoch's ground truth.
+    pub fn add_truths(&mut self, truths: Vec<Truth>) {
+        for truth in truths {
+            self.truths
+                .insert((truth.slot, truth.validator_index, truth.duty), truth);
+        }
+    }
+
+    /// Adds `operator`'s decisions; a decision for a duty without ground
+    /// truth (of an epoch the devnet did not reach, or that does not exist)
+    /// is kept until [`Self::finish`], which counts those left over.
+    pub fn add_decisions(&mut self, operator: u64, decisions: Vec<SelectionDecision>) {
+        for decision in decisions {
+            let duty = match decision.duty {
+                DecisionDuty::Attestation { .. } => DutyId::Attestation,
+                DecisionDuty::Sync { subcommittee_index } => DutyId::Sync { subcommittee_index },
+            };
+            let key = (decision.slot, decision.validator_index, duty);
+            self.decisions
+                .entry(key)
+                .or_default()
+                .insert(operator, decision);
+        }
+    }
+
+    /// The records of every duty at or before `slot`, now final (a validator
+    /// client decides or fails a duty by its slot), in slot order.
+    pub fn close_through(&mut self, slot: Slot) -> Vec<Record> {
+        let closing: Vec<DutyKey> = self
+            .truths
+            .range(
+                ..=(
+                    slot,
+                    ValidatorIndex::MAX,
+                    DutyId::Sync {
+                        subcommittee_index: u64::MAX,
+                    },
+                ),
+            )
+            .map(|(key, _)| *key)
+            .collect();
+        let mut closed = Vec::with_capacity(closing.len());
+        for key in closing {
+            if let Some(truth) = self.truths.remove(&key) {
+                let decisions = self.decisions.remove(&key).unwrap_or_default();
+                closed.push(record(&truth, &decisions, self.operators));
+            }
+        }
+        self.records.extend(closed.iter().cloned());
+        closed
+    }
+
+    /// Checks the subscriptions the beacon node received for the validators
+    /// of the records, then totals everything.
+    pub fn finish(mut self, subscriptions: &[BeaconCommitteeSubscription]) -> DevnetReport {
+        self.unexpected = self
+            .decisions
+            .keys()
+            .filter(|(slot, _, _)| self.records.iter().any(|r| r.slot >= *slot))
+            .count() as u64;
+        let mut summary = Summary {
+            unexpected_decisions: self.unexpected,
+            ..Summary::default()
+        };
+        let truth_of: BTreeMap<(Slot, ValidatorIndex), bool> = self
+            .records
+            .iter()
+            .filter(|r| r.duty == "attestation")
+            .map(|r| ((r.slot, r.validator_index), r.ground_truth))
+            .collect();
+        for subscription in subscriptions {
+            if let Some(truth) = truth_of.get(&(subscription.slot, subscription.validator_index)) {
+                summary.subscriptions_checked += 1;
+                if subscription.is_aggregator != *truth {
+                    summary.subscriptions_wrong += 1;
+                }
+            }
+        }
+        let mut latencies: Vec<u64> = Vec::new();
+        for record in &self.records {
+            summary.duties += 1;
+            if record.duty == "attestation" {
+                summary.attestation_duties += 1;
+            } else {
+                summary.sync_duties += 1;
+            }
+            summary.aggregators += u64::from(record.ground_truth);
+            if record.is_correct() {
+                summary.correct += 1;
+            } else {
+                summary.incorrect += 1;
+            }
+            latencies.extend(record.latency_ms);
+        }
+        latencies.sort_unstable();
+        summary.median_latency_ms = latencies.get(latencies.len() / 2).copied();
+        summary.max_latency_ms = latencies.last().copied();
+        DevnetReport {
+            records: self.records,
+            summary,
+        }
+    }
+}
+
+/// One duty's record from its ground truth and the operators' decisions.
+fn record(truth: &Truth, decisions: &BTreeMap<u64, SelectionDecision>, operators: u64) -> Record {
+    let mut votes: BTreeMap<bool, u64> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut latency: Option<Duration> = None;
+    for (operator, decision) in decisions {
+        match &decision.outcome {
+            Outcome::Decided { is_aggregator, .. } => {
+                *votes.entry(*is_aggregator).or_default() += 1;
+                latency = Some(latency.map_or(decision.latency, |l| l.max(decision.latency)));
+            }
+            Outcome::Failed { reason } => failures.push(format!("operator {operator}: {reason}")),
+        }
+    }
+    let missing = operators.saturating_sub(decisions.len() as u64);
+    if missing > 0 {
+        failures.push(format!("{missing} operators recorded no decision"));
+    }
+    let (yes, no) = (
+        votes.get(&true).copied().unwrap_or(0),
+        votes.get(&false).copied().unwrap_or(0),
+    );
+    let cluster_decision = match yes.cmp(&no) {
+        std::cmp::Ordering::Greater => Some(true),
+        std::cmp::Ordering::Less => Some(false),
+        std::cmp::Ordering::Equal => None,
+    };
+    let (committee_index, committee_length) = truth.committee.unzip();
+    Record {
+        epoch: truth.epoch,
+        slot: truth.slot,
+        validator_index: truth.validator_index,
+        duty: match truth.duty {
+            DutyId::Attestation => "attestation",
+            DutyId::Sync { .. } => "sync",
+        },
+        committee_index,
+        committee_length,
+        subcommittee_index: match truth.duty {
+            DutyId::Sync { subcommittee_index } => Some(subcommittee_index),
+            DutyId::Attestation => None,
+        },
+        cluster_decision,
+        ground_truth: truth.is_aggregator,
+        operators_agreeing: yes.max(no),
+        operators,
+        latency_ms: latency.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+        failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+
+    fn truth(slot: Slot, validator_index: u64, is_aggregator: bool) -> Truth {
+        Truth {
+            epoch: slot / 8,
+            slot,
+            validator_index,
+            duty: DutyId::Attestation,
+            committee: Some((1, 64)),
+            is_aggregator,
+        }
+    }
+
+    fn decision(slot: Slot, validator_index: u64, outcome: Outcome, ms: u64) -> SelectionDecision {
+        SelectionDecision {
+            epoch: slot / 8,
+            slot,
+            validator_index,
+            validator: SecretKey::random().public_key(),
+            duty: DecisionDuty::Attestation {
+                committee_index: 1,
+                committee_length: 64,
+            },
+            outcome,
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    fn decided(is_aggregator: bool) -> Outcome {
+        Outcome::Decided {
+            is_aggregator,
+            selection_proof: None,
+        }
+    }
+
+    #[test]
+    fn a_duty_is_correct_only_when_every_operator_decides_the_truth() {
+        let mut report = ReportBuilder::new(3);
+        report.add_truths(vec![
+            truth(3, 7, true),
+            truth(4, 8, false),
+            truth(5, 9, true),
+        ]);
+        for operator in 1..=3 {
+            report.add_decisions(operator, vec![decision(3, 7, decided(true), 10 * operator)]);
+        }
+        report.add_decisions(1, vec![decision(4, 8, decided(false), 5)]);
+        report.add_decisions(2, vec![decision(4, 8, decided(true), 5)]);
+        report.add_decisions(
+            3,
+            vec![decision(
+                4,
+                8,
+                Outcome::Failed {
+                    reason: "no answer".into(),
+                },
+                0,
+            )],
+        );
+        let closed = report.close_through(4);
+        assert_eq!(closed.len(), 2);
+        assert!(closed[0].is_correct());
+        assert_eq!(closed[0].latency_ms, Some(30));
+        assert_eq!(closed[0].operators_agreeing, 3);
+        assert!(!closed[1].is_correct());
+        assert_eq!(closed[1].cluster_decision, None);
+        assert_eq!(closed[1].failures, ["operator 3: no answer"]);
+        // A decision nobody expected is counted when the report ends.
+        report.add_decisions(1, vec![decision(5, 10, decided(true), 1)]);
+        let closed = report.close_through(5);
+        assert_eq!(closed[0].failures, ["3 operators recorded no decision"]);
+        let subscriptions = [BeaconCommitteeSubscription {
+            validator_index: 7,
+            committee_index: 1,
+            committees_at_slot: 4,
+            slot: 3,
+            is_aggregator: false,
+        }];
+        let summary = report.finish(&subscriptions).summary;
+        assert_eq!(
+            (summary.duties, summary.correct, summary.incorrect),
+            (3, 1, 2)
+        );
+        assert_eq!(summary.unexpected_decisions, 1);
+        assert_eq!(
+            (summary.subscriptions_checked, summary.subscriptions_wrong),
+            (1, 1)
+        );
+        assert_eq!(summary.aggregators, 2);
+        assert!(!summary.is_ok());
+        let header = table_header();
+        assert!(header.contains("aggregator") && header.contains("= truth"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Short devnets, in process and as the binary: a 1,024-validator minimal
+//! chain (committees of 32, so both decisions occur), 8 distributed
+//! validators split 3-of-4, one-second slots. Every duty must be decided by
+//! every operator exactly as the undivided key decides, through both
+//! selection endpoints, and the subscriptions must carry those decisions.
+
+mod common;
+
+use std::process::Command;
+
+use dv_aggregator::devnet::{run, DevnetConfig};
+use dv_aggregator::vc::SelectionEndpoint;
+
+fn short(endpoint: SelectionEndpoint, epochs: u64) -> DevnetConfig {
+    DevnetConfig {
+        validators: 1024,
+        distributed_validators: 8,
+        epochs,
+        seconds_per_slot: 1,
+        selection_endpoint: endpoint,
+        ..DevnetConfig::default()
+    }
+}
+
+async fn check_devnet(endpoint: SelectionEndpoint, epochs: u64) {
+    let mut table = Vec::new();
+    let report = run(short(endpoint, epochs), &mut table).await.unwrap();
+    let table = String::from_utf8(table).unwrap();
+    let summary = &report.summary;
+    assert!(summary.is_ok(), "{summary:?}\n{table}");
+    // Every distributed validator has one attestation duty per epoch.
+    assert_eq!(summary.attestation_duties, 8 * epochs, "{table}");
+    assert_eq!(summary.correct, summary.duties);
+    let attestations: Vec<_> = report
+        .records
+        .iter()
+        .filter(|r| r.duty == "attestation")
+        .collect();
+    assert!(
+        attestations.iter().any(|r| r.ground_truth),
+        "no aggregator:\n{table}"
+    );
+    assert!(
+        attestations.iter().any(|r| !r.ground_truth),
+        "no non-aggregator:\n{table}"
+    );
+    for record in &report.records {
+        assert_eq!(record.operators_agreeing, 4, "{record:?}");
+        assert_eq!(
+            record.cluster_decision,
+            Some(record.ground_truth),
+            "{record:?}"
+        );
+        assert!(record.latency_ms.is_some(), "{record:?}");
+    }
+    assert!(
+        summary.subscriptions_checked >= 4 * summary.attestation_duties,
+        "{summary:?}"
+    );
+    let rows = table
+        .lines()
+        .filter(|line| line.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(rows, report.records.len(), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_devnet_decides_every_duty_as_the_undivided_key_through_selections() {
+    check_devnet(SelectionEndpoint::Selections, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_devnet_decides_every_duty_as_the_undivided_key_through_is_aggregator() {
+    check_devnet(SelectionEndpoint::IsAggregator, 1).await;
+}
+
+#[test]
+fn the_command_prints_the_table_writes_the_report_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
+        .args([
+            "devnet",
+            "--validators",
+            "1024",
+            "--distributed-validators",
+            "8",
+        ])
+        .args(["--epochs", "1", "--seconds-per-slot", "1", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("the chain has no blocks"), "{stdout}");
+    assert!(stdout.contains("result: OK"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let records = json["records"].as_array().unwrap();
+    assert!(records.len() >= 8, "{json}");
+    for record in records {
+        for field in [
+            "epoch",
+            "slot",
+            "validator_index",
+            "duty",
+            "cluster_decision",
+            "ground_truth",
+            "operators_agreeing",
+            "latency_ms",
+        ] {
+            assert!(record.get(field).is_some(), "{field} missing in {record}");
+        }
+        assert_eq!(record["cluster_decision"], record["ground_truth"]);
+    }
+    assert_eq!(json["summary"]["incorrect"], 0);
+}
+
+#[test]
+fn the_command_explains_itself_and_refuses_a_bad_configuration() {
+    let help = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
+        .args(["devnet", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--validators",
+        "--distributed-validators",
+        "--operators",
+        "--threshold",
+        "--epochs",
+        "--seconds-per-slot",
+        "--preset",
+        "--report",
+        "empty slots",
+    ] {
+        assert!(text.contains(flag), "{flag} not in\n{text}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
+        .args([
+            "devnet",
+            "--validators",
+            "64",
+            "--distributed-validators",
+            "65",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--distributed-validators 65 must be between 1 and --validators 64"),
+        "{stderr}"
+    );
+}
