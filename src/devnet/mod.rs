@@ -247,6 +247,8 @@ async fn run_in(
         }
     }
     let subscriptions = chain.node().subscriptions().beacon_committee();
+    // Clients first, so that no pooled connection is cut by a server's stop.
+    drop(vcs);
     for middleware in middlewares {
         middleware.stop().await;
     }
