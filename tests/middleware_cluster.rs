@@ -915,3 +915,70 @@ async fn a_validator_client_with_a_share_keystore_finds_its_validator_and_duties
     assert_eq!(duties.data[0].pubkey.0, share.to_bytes());
     assert_eq!(duties.data[0].slot, case.slot);
 }
+
+/// Four validator clients in distributed mode, each with its operator's key
+/// shares, against the four nodes: every decision of the epoch equals the
+/// oracle's, through both endpoints.
+async fn validator_clients_decide_as_the_oracle(endpoint: dv_aggregator::vc::SelectionEndpoint) {
+    use dv_aggregator::vc::{Drive, Outcome, ValidatorKey, Vc, VcConfig};
+    let mut cluster = Cluster::new(Duration::from_secs(5)).await;
+    cluster.start_all().await;
+    let mut vcs = Vec::new();
+    for operator in 1..=OPERATORS {
+        let keys = cluster
+            .shares
+            .values()
+            .map(|shares| ValidatorKey::new(shares[&operator].clone(), None))
+            .collect();
+        let config = VcConfig::new(
+            format!("http://{}", cluster.node(operator).http_addr()),
+            keys,
+        )
+        .with_name(format!("operator-{operator}"))
+        .distributed(endpoint, cluster.lock.clone())
+        .with_drive(Drive::Manual);
+        vcs.push(Vc::start(config).await.unwrap());
+    }
+    futures_util::future::join_all(vcs.iter().map(|vc| vc.run_epoch(EPOCH))).await;
+    let expected: BTreeMap<(u64, Slot), bool> = cluster
+        .cases(EPOCH)
+        .iter()
+        .map(|case| ((case.validator_index, case.slot), case.is_aggregator))
+        .collect();
+    assert!(expected.values().any(|a| *a) && expected.values().any(|a| !*a));
+    for vc in &vcs {
+        let decided: BTreeMap<(u64, Slot), bool> = vc
+            .decisions()
+            .into_iter()
+            .filter(|d| {
+                d.epoch == EPOCH
+                    && matches!(d.duty, dv_aggregator::vc::DecisionDuty::Attestation { .. })
+            })
+            .map(|d| match d.outcome {
+                Outcome::Decided { is_aggregator, .. } => {
+                    ((d.validator_index, d.slot), is_aggregator)
+                }
+                Outcome::Failed { reason } => panic!("{} failed: {reason}", vc.name()),
+            })
+            .collect();
+        for (duty, aggregates) in &expected {
+            assert_eq!(
+                decided.get(duty),
+                Some(aggregates),
+                "{} at {duty:?}",
+                vc.name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_clients_in_distributed_mode_decide_as_the_oracle_through_selections() {
+    validator_clients_decide_as_the_oracle(dv_aggregator::vc::SelectionEndpoint::Selections).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_clients_in_distributed_mode_decide_as_the_oracle_through_is_aggregator() {
+    validator_clients_decide_as_the_oracle(dv_aggregator::vc::SelectionEndpoint::IsAggregator)
+        .await;
+}
