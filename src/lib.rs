@@ -8,7 +8,8 @@
 //! Module map (dependencies point down the list, never up):
 //!
 //! - [`spec`]: consensus rules as pure functions (presets and chain config,
-//!   domains and signing roots, `is_aggregator`, `is_sync_committee_aggregator`).
+//!   domains and signing roots, `is_aggregator`, `is_sync_committee_aggregator`,
+//!   slot timing).
 //! - [`crypto`]: BLS over `blst` (min_pk), batch verification, threshold
 //!   signatures and EIP-2335 keystores.
 //! - [`state`]: the SSZ `BeaconState` of every fork phase0..fulu, the
@@ -16,11 +17,15 @@
 //!   epoch, sync committees and proposers, the interop genesis state and the
 //!   advance through empty slots.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
-//! - [`middleware`]: the DV middleware's parts so far: the partial-signature
-//!   store (verify, deduplicate, combine per duty), the peer protocol and the
-//!   public-share <-> group-key mapping of the VC's Beacon API calls.
+//! - [`api`]: Beacon API wire types, error bodies, the `is_aggregator` warp
+//!   filters a node mounts, a typed client and the chain info it fetches.
+//! - [`beacon`]: the state-backed beacon-node side and the sidecar.
+//! - [`middleware`]: the DV node of one operator: partial store, peer
+//!   protocol, selection routes answered per item by a deadline, the
+//!   public-share <-> group-key mapping of the VC's calls, metrics.
 //! - [`vc`]: the validator client's aggregator selection, local or with
 //!   `--distributed-mode` (asking the middleware for combined proofs).
+//! - [`devnet`]: the one-process local network of `dv-aggregator devnet`.
 
 pub mod api;
 pub mod beacon;
