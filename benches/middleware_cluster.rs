@@ -24,10 +24,10 @@ use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{BeaconCommitteeSelection, SignatureBytes};
 use dv_aggregator::api::ChainInfo;
 use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
-use dv_aggregator::cluster::{ClusterLock, DistributedValidator, NodeIdentity, Operator};
+use dv_aggregator::cluster::{split_cluster, CreateConfig, SplitCluster};
 use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
 use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::threshold::{combine_signatures, split_secret};
+use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::middleware::{Middleware, MiddlewareConfig, RetryPolicy, SlotSource, Source};
 use dv_aggregator::spec::{ChainSpec, ForkName, Root, Slot};
@@ -83,41 +83,27 @@ impl Bench {
             .expect("runtime");
         let spec = ChainSpec::minimal().with_genesis_fork(FORK);
         let state = interop_genesis_state(&spec, FORK, VALIDATORS + 24, 0).expect("genesis");
+        let secrets: Vec<SecretKey> = (0..VALIDATORS).map(interop_secret_key).collect();
+        let config = CreateConfig {
+            fork_version: spec.genesis_fork_version(),
+            ..CreateConfig::in_memory(OPERATORS, Some(THRESHOLD))
+        };
+        let SplitCluster {
+            mut lock,
+            shares,
+            node_keys,
+        } = split_cluster(&config, &secrets).expect("cluster");
+        for operator in &mut lock.operators {
+            operator.peer_address = Some(format!("127.0.0.1:{}", free_port()));
+        }
         let validators: Vec<Validator> = (0..VALIDATORS)
-            .map(|index| {
-                let secret = interop_secret_key(index);
-                let shares = split_secret(&secret, THRESHOLD, OPERATORS).expect("split");
-                Validator {
-                    index,
-                    group: secret.public_key(),
-                    shares: shares.into_iter().collect(),
-                }
-            })
-            .collect();
-        let node_keys: Vec<SecretKey> = (0..OPERATORS).map(|_| SecretKey::random()).collect();
-        let operators = (1..=OPERATORS)
-            .map(|index| Operator {
+            .zip(shares)
+            .map(|(index, shares)| Validator {
                 index,
-                name: format!("operator-{index}"),
-                peer_address: Some(format!("127.0.0.1:{}", free_port())),
-                identity: NodeIdentity::Bls(node_keys[(index - 1) as usize].public_key()),
+                group: lock.validators[index as usize].pubkey,
+                shares,
             })
             .collect();
-        let lock = ClusterLock::new(
-            "bench".into(),
-            "minimal".into(),
-            spec.genesis_fork_version(),
-            THRESHOLD,
-            operators,
-            validators
-                .iter()
-                .map(|v| DistributedValidator {
-                    pubkey: v.group,
-                    public_shares: v.shares.iter().map(|(i, s)| (*i, s.public_key())).collect(),
-                })
-                .collect(),
-        )
-        .expect("lock");
         let (slot, _) = watch::channel(0);
         let (beacon, nodes, chain) = runtime.block_on(async {
             let beacon = Sidecar::start(SidecarConfig {

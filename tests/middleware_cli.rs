@@ -8,10 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture, start_binary};
-use dv_aggregator::api::filters::Limits;
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
-use dv_aggregator::spec::ChainSpec;
+use common::{oracle_beacon_node, start_binary};
 
 /// `cluster create` of 4 operators and one validator in `dir/cluster`.
 fn create_cluster(dir: &Path) -> std::path::PathBuf {
@@ -32,17 +29,7 @@ fn path(path: &Path) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_listens_on_loopback_proxies_and_serves_metrics() {
-    let beacon = Sidecar::start(SidecarConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source: SidecarSource::StateFile {
-            path: fixture("oracle/deneb-minimal-2048/state.ssz"),
-            fork: None,
-        },
-        spec: ChainSpec::minimal(),
-        limits: Limits::default(),
-    })
-    .await
-    .unwrap();
+    let beacon = oracle_beacon_node("deneb-minimal-2048").await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = create_cluster(dir.path());
     let beacon_url = format!("http://{}", beacon.addr());

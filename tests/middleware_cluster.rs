@@ -11,19 +11,20 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{fixture, hex_bytes, oracle_vectors, u64_of};
+use common::{
+    hex_bytes, oracle_beacon_node, oracle_vectors, split_interop_keys, u64_of, CapturedLogs,
+};
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{
     BeaconCommitteeSelection, IsAggregatorRequestItem, SignatureBytes, SyncCommitteeSelection,
 };
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
-use dv_aggregator::cluster::{ClusterLock, DistributedValidator, NodeIdentity, Operator};
+use dv_aggregator::beacon::sidecar::Sidecar;
+use dv_aggregator::cluster::ClusterLock;
 use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::threshold::split_secret;
 use dv_aggregator::crypto::{SecretKey, Signature};
 use dv_aggregator::middleware::peer::{
     peer_signing_message, PartialsMessage, OPERATOR_HEADER, SIGNATURE_HEADER,
@@ -73,11 +74,11 @@ impl Case {
 }
 
 /// Logs of the whole test binary, kept for the tests that check what was logged.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let writer = CapturedLogs(Arc::clone(&logs));
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
@@ -86,24 +87,6 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
         tracing::subscriber::set_global_default(subscriber).unwrap();
         logs
     })
-}
-
-#[derive(Clone)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logged_text() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
 }
 
 /// A port that was free a moment ago (the lock must name peer ports before
@@ -150,17 +133,7 @@ impl Cluster {
     async fn new(timeout: Duration) -> Cluster {
         logs();
         let vectors = oracle_vectors(FOLDER);
-        let beacon = Sidecar::start(SidecarConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            source: SidecarSource::StateFile {
-                path: fixture(&format!("oracle/{FOLDER}/state.ssz")),
-                fork: None,
-            },
-            spec: ChainSpec::minimal(),
-            limits: Limits::default(),
-        })
-        .await
-        .unwrap();
+        let beacon = oracle_beacon_node(FOLDER).await;
         let beacon_url = format!("http://{}", beacon.addr());
         Self::with_beacon(vectors, beacon, beacon_url, timeout)
     }
@@ -180,38 +153,12 @@ impl Cluster {
             .collect();
         indices.sort_unstable();
         indices.dedup();
-        let mut shares = BTreeMap::new();
-        let validators = indices
-            .iter()
-            .map(|&index| {
-                let secret = interop_secret_key(index);
-                let split = split_secret(&secret, THRESHOLD, OPERATORS).unwrap();
-                let public_shares = split.iter().map(|(i, s)| (*i, s.public_key())).collect();
-                shares.insert(index, split.into_iter().collect());
-                DistributedValidator {
-                    pubkey: secret.public_key(),
-                    public_shares,
-                }
-            })
-            .collect();
-        let node_keys: Vec<SecretKey> = (0..OPERATORS).map(|_| SecretKey::random()).collect();
-        let operators = (1..=OPERATORS)
-            .map(|index| Operator {
-                index,
-                name: format!("operator-{index}"),
-                peer_address: Some(format!("127.0.0.1:{}", free_port())),
-                identity: NodeIdentity::Bls(node_keys[(index - 1) as usize].public_key()),
-            })
-            .collect();
-        let lock = ClusterLock::new(
-            "cluster-test".into(),
-            "minimal".into(),
-            [0, 0, 0, 1],
-            THRESHOLD,
-            operators,
-            validators,
-        )
-        .unwrap();
+        let (split, shares) = split_interop_keys(&indices, THRESHOLD, OPERATORS);
+        let mut lock = split.lock;
+        for operator in &mut lock.operators {
+            operator.peer_address = Some(format!("127.0.0.1:{}", free_port()));
+        }
+        let node_keys = split.node_keys;
         let (slot, _) = watch::channel(vectors["state"]["slot"].as_u64().unwrap());
         Cluster {
             vectors,
@@ -571,7 +518,7 @@ async fn a_node_sending_invalid_partials_is_named_and_the_honest_ones_answer() {
             .unwrap_or_else(|| panic!("no {rejected} in\n{metrics}"));
         assert!(count >= bad.len(), "{count} < {}", bad.len());
     }
-    let text = logged_text();
+    let text = logs().text();
     let named = text
         .lines()
         .filter(|line| line.contains("refused partials from a peer") && line.contains("operator=4"))
@@ -733,17 +680,7 @@ async fn is_aggregator_falls_back_to_the_committees_of_a_node_without_the_endpoi
     // node that never heard of it answers), serving everything else from the
     // state-backed node.
     let vectors = oracle_vectors(FOLDER);
-    let beacon = Sidecar::start(SidecarConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source: SidecarSource::StateFile {
-            path: fixture(&format!("oracle/{FOLDER}/state.ssz")),
-            fork: None,
-        },
-        spec: ChainSpec::minimal(),
-        limits: Limits::default(),
-    })
-    .await
-    .unwrap();
+    let beacon = oracle_beacon_node(FOLDER).await;
     let upstream = reqwest::Url::parse(&format!("http://{}", beacon.addr())).unwrap();
     let without_endpoint = warp::path!("eth" / "v1" / "validator" / "is_aggregator")
         .map(|| {
@@ -981,4 +918,36 @@ async fn validator_clients_in_distributed_mode_decide_as_the_oracle_through_sele
 async fn validator_clients_in_distributed_mode_decide_as_the_oracle_through_is_aggregator() {
     validator_clients_decide_as_the_oracle(dv_aggregator::vc::SelectionEndpoint::IsAggregator)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn is_aggregator_names_the_items_not_combined_yet_instead_of_answering_false() {
+    let mut cluster = Cluster::new(Duration::from_millis(500)).await;
+    cluster.start_all().await;
+    let cases = cluster.cases(EPOCH);
+    let items = |operator| cluster.is_aggregator_items(operator, &cases);
+    // Two operators' partials are not enough: 503 naming every item.
+    let early = (1..=2).map(|operator| {
+        let cluster = &cluster;
+        let items = items(operator);
+        async move { cluster.client(operator).is_aggregator(&items).await }
+    });
+    for answer in futures_util::future::join_all(early).await {
+        let error = answer.unwrap_err();
+        assert_eq!(error.status(), Some(503), "{error}");
+        assert_eq!(error.failures().len(), cases.len(), "{error}");
+        assert!(error.failures()[0].message.contains("ask again"), "{error}");
+    }
+    // With a third operator's, everyone gets the oracle's decisions.
+    let expected: Vec<bool> = cases.iter().map(|case| case.is_aggregator).collect();
+    let third = cluster.client(3).is_aggregator(&items(3)).await.unwrap();
+    assert_eq!(third, expected);
+    for operator in 1..=2 {
+        let again = cluster
+            .client(operator)
+            .is_aggregator(&items(operator))
+            .await
+            .unwrap();
+        assert_eq!(again, expected);
+    }
 }

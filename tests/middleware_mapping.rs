@@ -19,21 +19,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::{fixture, to_hex};
+use common::{oracle_beacon_node, split_interop_keys, to_hex};
 use dv_aggregator::api::client::BeaconNodeClient;
-use dv_aggregator::api::filters::{recover, Limits};
+use dv_aggregator::api::filters::recover;
 use dv_aggregator::api::types::{
     PublicKeyBytes, StateId, ValidatorData, ValidatorId, ValidatorStatus,
 };
 use dv_aggregator::beacon::proxy::{proxy_filter, ProxyConfig};
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
+use dv_aggregator::beacon::sidecar::Sidecar;
 use dv_aggregator::beacon::state_api::NODE_VERSION;
-use dv_aggregator::cluster::{ClusterLock, DistributedValidator, NodeIdentity, Operator};
+use dv_aggregator::cluster::ClusterLock;
 use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::threshold::split_secret;
 use dv_aggregator::crypto::SecretKey;
 use dv_aggregator::middleware::{pubkey_mapping_routes, MappingConfig, PubkeyMap};
-use dv_aggregator::spec::ChainSpec;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -63,34 +61,9 @@ fn hex(key: &PublicKeyBytes) -> String {
 
 /// A 3-of-4 cluster of the interop keys of [`DV_VALIDATORS`].
 fn cluster_lock() -> ClusterLock {
-    let validators = DV_VALIDATORS
-        .iter()
-        .map(|&index| {
-            let secret = interop_secret_key(index);
-            let shares = split_secret(&secret, THRESHOLD, OPERATORS).unwrap();
-            DistributedValidator {
-                pubkey: secret.public_key(),
-                public_shares: shares.iter().map(|(i, s)| (*i, s.public_key())).collect(),
-            }
-        })
-        .collect();
-    let operators = (1..=OPERATORS)
-        .map(|index| Operator {
-            index,
-            name: format!("operator-{index}"),
-            peer_address: None,
-            identity: NodeIdentity::Bls(SecretKey::random().public_key()),
-        })
-        .collect();
-    ClusterLock::new(
-        "mapping".into(),
-        "minimal".into(),
-        [0, 0, 0, 1],
-        THRESHOLD,
-        operators,
-        validators,
-    )
-    .unwrap()
+    split_interop_keys(&DV_VALIDATORS, THRESHOLD, OPERATORS)
+        .0
+        .lock
 }
 
 async fn loopback_listener() -> (TcpListener, SocketAddr) {
@@ -203,17 +176,7 @@ struct Tester {
 
 impl Tester {
     async fn new() -> Tester {
-        let sidecar = Sidecar::start(SidecarConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            source: SidecarSource::StateFile {
-                path: fixture(&format!("oracle/{FOLDER}/state.ssz")),
-                fork: None,
-            },
-            spec: ChainSpec::minimal(),
-            limits: Limits::default(),
-        })
-        .await
-        .expect("sidecar starts");
+        let sidecar = oracle_beacon_node(FOLDER).await;
         let upstream_addr = sidecar.addr();
         let lock = cluster_lock();
         let op1 = Middleware::start(&lock, 1, upstream_addr).await;

@@ -2,10 +2,13 @@
 //! cluster made by `cluster create`, each operator serving `POST
 //! /dv/v1/partials` into a recording test double of the partial store.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::CapturedLogs;
 use dv_aggregator::cluster::{
     create_cluster, load_node_key, ClusterLock, CreateConfig, NodeIdentity, ValidatorKeys,
 };
@@ -541,21 +544,6 @@ async fn a_client_needs_its_own_node_key() {
     ));
 }
 
-/// A tracing writer that keeps what is logged.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_refusal_is_logged_at_warn_with_the_operator_and_no_secret() {
     let logs = CapturedLogs::default();
@@ -577,7 +565,7 @@ async fn a_refusal_is_logged_at_warn_with_the_operator_and_no_secret() {
 
     let (status, _) = post(cluster.addr(2), &headers, body).await;
     assert_eq!(status, 401);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let refusal = text
         .lines()
         .find(|line| line.contains("refused a peer request"))

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{hex_bytes, oracle_vectors, u64_of};
-use dv_aggregator::cluster::{ClusterLock, DistributedValidator, NodeIdentity, Operator};
+use common::{hex_bytes, oracle_vectors, split_interop_keys, u64_of};
+use dv_aggregator::cluster::ClusterLock;
 use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::threshold::split_secret;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::middleware::{
     Clock, DutyKey, InsertOutcome, Partial, PartialStore, Source, StoreError, StoreLimits,
@@ -63,37 +62,8 @@ struct Cluster {
 impl Cluster {
     fn new(validator_indices: &[u64]) -> Self {
         let vectors = oracle_vectors(FOLDER);
-        let mut shares = BTreeMap::new();
-        let validators = validator_indices
-            .iter()
-            .map(|&index| {
-                let secret = interop_secret_key(index);
-                let split = split_secret(&secret, THRESHOLD, OPERATORS).unwrap();
-                let public_shares = split.iter().map(|(i, s)| (*i, s.public_key())).collect();
-                shares.insert(index, split.into_iter().collect());
-                DistributedValidator {
-                    pubkey: secret.public_key(),
-                    public_shares,
-                }
-            })
-            .collect();
-        let operators = (1..=OPERATORS)
-            .map(|index| Operator {
-                index,
-                name: format!("operator-{index}"),
-                peer_address: None,
-                identity: NodeIdentity::Bls(SecretKey::random().public_key()),
-            })
-            .collect();
-        let lock = ClusterLock::new(
-            "mwcore".into(),
-            "minimal".into(),
-            [0, 0, 0, 1],
-            THRESHOLD,
-            operators,
-            validators,
-        )
-        .unwrap();
+        let (split, shares) = split_interop_keys(validator_indices, THRESHOLD, OPERATORS);
+        let lock = split.lock;
         let state_slot = u64_of(&vectors["state"]["slot"]);
         Self {
             vectors,

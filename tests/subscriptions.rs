@@ -5,28 +5,17 @@
 
 mod common;
 
-use common::{fixture, oracle_vectors, u64_of};
+use common::{oracle_beacon_node, oracle_vectors, u64_of};
 use dv_aggregator::api::client::BeaconNodeClient;
-use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{BeaconCommitteeSubscription, SyncCommitteeSubscription};
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
-use dv_aggregator::spec::ChainSpec;
+use dv_aggregator::beacon::sidecar::Sidecar;
 use serde_json::Value;
 
 const FOLDER: &str = "deneb-minimal-2048";
 
 async fn sidecar(folder: &str) -> (Sidecar, BeaconNodeClient, Value) {
     let vectors = oracle_vectors(folder);
-    let config = SidecarConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source: SidecarSource::StateFile {
-            path: fixture(&format!("oracle/{folder}/state.ssz")),
-            fork: None,
-        },
-        spec: ChainSpec::from_preset_name(vectors["preset"].as_str().unwrap()).unwrap(),
-        limits: Limits::default(),
-    };
-    let sidecar = Sidecar::start(config).await.expect("sidecar starts");
+    let sidecar = oracle_beacon_node(folder).await;
     let client = BeaconNodeClient::new(&format!("http://{}", sidecar.addr())).unwrap();
     (sidecar, client, vectors)
 }

@@ -22,21 +22,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use common::{fixture, hex_bytes, oracle_vectors, u64_of};
+use common::{hex_bytes, oracle_beacon_node, oracle_vectors, split_interop_keys, u64_of};
 use dv_aggregator::api::client::BeaconNodeClient;
-use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{
     BeaconCommitteeSelection, IsAggregatorRequestItem, SignatureBytes, SyncCommitteeSelection,
 };
 use dv_aggregator::api::ChainInfo;
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
+use dv_aggregator::beacon::sidecar::Sidecar;
 use dv_aggregator::cluster::create::write_keystore_with_password;
-use dv_aggregator::cluster::{ClusterLock, DistributedValidator, NodeIdentity, Operator};
+use dv_aggregator::cluster::ClusterLock;
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::keystore::Kdf;
-use dv_aggregator::crypto::threshold::{split_secret, verify_partial};
+use dv_aggregator::crypto::threshold::verify_partial;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
-use dv_aggregator::spec::ChainSpec;
 use dv_aggregator::vc::{
     load_keystores, DecisionDuty, Drive, Outcome, SelectionDecision, SelectionEndpoint, Vc,
     VcConfig, VcError, VcHandle,
@@ -102,19 +100,6 @@ fn sync_cases(vectors: &Value) -> Vec<SyncCase> {
             selection_proof: hex_bytes(&c["selection_proof"]),
         })
         .collect()
-}
-
-async fn state_sidecar(folder: &str, vectors: &Value) -> Sidecar {
-    let config = SidecarConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source: SidecarSource::StateFile {
-            path: fixture(&format!("oracle/{folder}/state.ssz")),
-            fork: None,
-        },
-        spec: ChainSpec::from_preset_name(vectors["preset"].as_str().unwrap()).unwrap(),
-        limits: Limits::default(),
-    };
-    Sidecar::start(config).await.expect("sidecar starts")
 }
 
 /// Writes `keystore-<i>.json` + `.txt` of each secret (cheap scrypt) into `dir`.
@@ -276,7 +261,7 @@ fn log_lines(vc: &str, needles: &[&str]) -> Vec<String> {
 
 async fn local_mode_matches_the_oracle(folder: &str) {
     let vectors = oracle_vectors(folder);
-    let sidecar = state_sidecar(folder, &vectors).await;
+    let sidecar = oracle_beacon_node(folder).await;
     let attestations = attestation_cases(&vectors);
     let syncs = sync_cases(&vectors);
     let indices: BTreeSet<u64> = attestations
@@ -420,38 +405,16 @@ struct Cluster {
 
 impl Cluster {
     fn new(indices: &BTreeSet<u64>) -> Self {
-        let mut keys = HashMap::new();
-        let validators = indices
-            .iter()
-            .map(|&index| {
-                let group = interop_secret_key(index);
-                let shares = split_secret(&group, THRESHOLD, OPERATORS).unwrap();
-                let public_shares = shares.iter().map(|(i, s)| (*i, s.public_key())).collect();
-                let own = shares.into_iter().find(|(i, _)| *i == OPERATOR).unwrap().1;
-                keys.insert(index, (group.clone(), own));
-                DistributedValidator {
-                    pubkey: group.public_key(),
-                    public_shares,
-                }
+        let indices: Vec<u64> = indices.iter().copied().collect();
+        let (split, shares) = split_interop_keys(&indices, THRESHOLD, OPERATORS);
+        let keys = shares
+            .into_iter()
+            .map(|(index, mut shares)| {
+                let own = shares.remove(&OPERATOR).expect("a share of this operator");
+                (index, (interop_secret_key(index), own))
             })
             .collect();
-        let operators = (1..=OPERATORS)
-            .map(|index| Operator {
-                index,
-                name: format!("operator-{index}"),
-                peer_address: None,
-                identity: NodeIdentity::Bls(SecretKey::random().public_key()),
-            })
-            .collect();
-        let lock = ClusterLock::new(
-            "vc-test".into(),
-            "minimal".into(),
-            [0, 0, 0, 1],
-            THRESHOLD,
-            operators,
-            validators,
-        )
-        .unwrap();
+        let lock = split.lock;
         Cluster { lock, keys }
     }
 
@@ -797,7 +760,7 @@ async fn distributed_run(name: &str, endpoint: SelectionEndpoint, fault: Fault) 
     capture_logs();
     let folder = "deneb-minimal-2048";
     let vectors = oracle_vectors(folder);
-    let sidecar = state_sidecar(folder, &vectors).await;
+    let sidecar = oracle_beacon_node(folder).await;
     let (attestations, syncs) = chosen_cases(&vectors);
     let indices: BTreeSet<u64> = attestations
         .iter()
@@ -1031,7 +994,7 @@ async fn an_is_aggregator_reply_of_the_wrong_length_fails_its_duties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keystore_that_is_no_share_in_the_lock_is_refused_at_start() {
     let vectors = oracle_vectors("deneb-minimal-2048");
-    let sidecar = state_sidecar("deneb-minimal-2048", &vectors).await;
+    let sidecar = oracle_beacon_node("deneb-minimal-2048").await;
     let (attestations, _) = chosen_cases(&vectors);
     let cluster = Cluster::new(&attestations.iter().map(|c| c.validator_index).collect());
     let dir = tempfile::tempdir().unwrap();

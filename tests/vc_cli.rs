@@ -8,13 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{fixture, oracle_vectors, u64_of};
-use dv_aggregator::api::filters::Limits;
-use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
+use common::{oracle_beacon_node, oracle_vectors, u64_of};
 use dv_aggregator::cluster::create::write_keystore_with_password;
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::keystore::Kdf;
-use dv_aggregator::spec::ChainSpec;
 
 fn vc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
@@ -103,17 +100,7 @@ fn bad_arguments_exit_with_one_line() {
 async fn runs_against_the_sidecar_until_stopped() {
     let folder = "deneb-minimal-2048";
     let vectors = oracle_vectors(folder);
-    let sidecar = Sidecar::start(SidecarConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        source: SidecarSource::StateFile {
-            path: fixture(&format!("oracle/{folder}/state.ssz")),
-            fork: None,
-        },
-        spec: ChainSpec::minimal(),
-        limits: Limits::default(),
-    })
-    .await
-    .unwrap();
+    let sidecar = oracle_beacon_node(folder).await;
     let dir = tempfile::tempdir().unwrap();
     let index = u64_of(&vectors["attestation_cases"][0]["validator_index"]);
     write_keystore_with_password(

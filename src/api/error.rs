@@ -88,6 +88,16 @@ pub enum ApiError {
         /// Every invalid item, in request order.
         failures: Vec<(usize, ItemError)>,
     },
+    /// 503: some items cannot be answered yet (a distributed-validator
+    /// middleware has not combined their partials); each is named by its
+    /// request index, and asking again later answers them.
+    #[error("{} of {total} items cannot be answered yet; ask again", failures.len())]
+    ItemsNotReady {
+        /// Number of items in the request.
+        total: usize,
+        /// Every item not answerable yet, in request order.
+        failures: Vec<(usize, ItemError)>,
+    },
     /// 501: this node does not serve the endpoint.
     #[error("{0}")]
     NotImplemented(String),
@@ -107,7 +117,9 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) | ApiError::InvalidItems { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) | ApiError::ItemsNotReady { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,13 +127,15 @@ impl ApiError {
     /// The Beacon API error body of this error.
     pub fn to_message(&self) -> ErrorMessage {
         let failures = match self {
-            ApiError::InvalidItems { failures, .. } => failures
-                .iter()
-                .map(|(index, error)| IndexedFailure {
-                    index: *index,
-                    message: error.to_string(),
-                })
-                .collect(),
+            ApiError::InvalidItems { failures, .. } | ApiError::ItemsNotReady { failures, .. } => {
+                failures
+                    .iter()
+                    .map(|(index, error)| IndexedFailure {
+                        index: *index,
+                        message: error.to_string(),
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         ErrorMessage {

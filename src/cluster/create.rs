@@ -224,6 +224,27 @@ pub struct CreateConfig {
     pub kdf: Kdf,
 }
 
+impl CreateConfig {
+    /// The configuration of a cluster kept in memory ([`split_cluster`]):
+    /// `operators` and `threshold` as given, placeholder name and network
+    /// ("cluster", minimal), operator i's peer address 127.0.0.1:9100+i-1
+    /// (callers that serve peers set their own).
+    pub fn in_memory(operators: u64, threshold: Option<u64>) -> Self {
+        CreateConfig {
+            name: "cluster".into(),
+            operators,
+            threshold,
+            validator_keys: ValidatorKeys::Generate(0),
+            out_dir: PathBuf::new(),
+            peer_host: "127.0.0.1".into(),
+            peer_base_port: 9100,
+            network: "minimal".into(),
+            fork_version: [0, 0, 0, 1],
+            kdf: Kdf::INSECURE_FAST,
+        }
+    }
+}
+
 /// What `create_cluster` wrote.
 #[derive(Clone, Debug)]
 pub struct CreatedCluster {
@@ -251,44 +272,76 @@ pub fn default_threshold(operators: u64) -> u64 {
     operators.saturating_mul(2).div_ceil(3)
 }
 
+/// A cluster made in memory, before anything is written: the lock, every
+/// validator's key shares and every operator's node key.
+pub struct SplitCluster {
+    /// The lock (validated).
+    pub lock: ClusterLock,
+    /// `shares[k]` holds validator `k`'s key share of each share index 1..=n.
+    pub shares: Vec<BTreeMap<u64, SecretKey>>,
+    /// Operator `i`'s node key is `node_keys[i - 1]`.
+    pub node_keys: Vec<SecretKey>,
+}
+
+/// Splits `secrets` into t-of-n shares and makes the lock as `config` says
+/// (name, operators, threshold, network, fork version, peer addresses), with
+/// fresh node keys; writes nothing, and reads neither `config`'s key source,
+/// directory nor kdf. [`create_cluster`] is this plus the files.
+pub fn split_cluster(
+    config: &CreateConfig,
+    secrets: &[SecretKey],
+) -> Result<SplitCluster, CreateError> {
+    let n = config.operators;
+    let threshold = config.threshold.unwrap_or_else(|| default_threshold(n));
+    check_shape(n, threshold)?;
+    check_ports(config.peer_base_port, n)?;
+    let shares = secrets
+        .iter()
+        .map(|secret| split_secret(secret, threshold, n).map_err(CreateError::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let node_keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::random()).collect();
+    let lock = build_lock(config, threshold, secrets, &shares, &node_keys)?;
+    Ok(SplitCluster {
+        lock,
+        shares: shares
+            .into_iter()
+            .map(|s| s.into_iter().collect())
+            .collect(),
+        node_keys,
+    })
+}
+
 /// Splits the validator keys into t-of-n shares and writes the lock, the
 /// share keystores, their passwords and the node keys (see the module doc).
 pub fn create_cluster(config: &CreateConfig) -> Result<CreatedCluster, CreateError> {
     let n = config.operators;
-    let threshold = config.threshold.unwrap_or_else(|| default_threshold(n));
-    check_shape(n, threshold)?;
+    check_shape(n, config.threshold.unwrap_or_else(|| default_threshold(n)))?;
     check_ports(config.peer_base_port, n)?;
     ensure_empty_dir(&config.out_dir)?;
     let secrets = match &config.validator_keys {
         ValidatorKeys::Generate(count) => generate_secrets(*count)?,
         ValidatorKeys::SplitExisting(dir) => read_existing_secrets(dir)?,
     };
-    // shares[k][i - 1] is share i of validator k.
-    let shares = secrets
-        .iter()
-        .map(|secret| split_secret(secret, threshold, n).map_err(CreateError::from))
-        .collect::<Result<Vec<_>, _>>()?;
-    let node_keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::random()).collect();
-    let lock = build_lock(config, threshold, &secrets, &shares, &node_keys)?;
-
+    let split = split_cluster(config, &secrets)?;
     std::fs::create_dir_all(&config.out_dir).map_err(|source| CreateError::Io {
         path: config.out_dir.clone(),
         source,
     })?;
     let lock_path = config.out_dir.join(LOCK_FILE_NAME);
-    lock.save(&lock_path)?;
-    let mut shares_by_operator: BTreeMap<u64, Vec<&SecretKey>> = BTreeMap::new();
-    for (index, share) in shares.iter().flatten() {
-        shares_by_operator.entry(*index).or_default().push(share);
-    }
+    split.lock.save(&lock_path)?;
     let mut operator_dirs = Vec::new();
-    for ((index, operator_shares), node_key) in shares_by_operator.iter().zip(&node_keys) {
+    for (index, node_key) in (1..=n).zip(&split.node_keys) {
+        let operator_shares: Vec<&SecretKey> = split
+            .shares
+            .iter()
+            .filter_map(|shares| shares.get(&index))
+            .collect();
         let dir = config.out_dir.join(format!("operator-{index}"));
-        write_operator_dir(&dir, &lock, node_key, operator_shares, config.kdf)?;
+        write_operator_dir(&dir, &split.lock, node_key, &operator_shares, config.kdf)?;
         operator_dirs.push(dir);
     }
     Ok(CreatedCluster {
-        lock,
+        lock: split.lock,
         lock_path,
         operator_dirs,
     })

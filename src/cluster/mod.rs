@@ -11,8 +11,8 @@ pub mod lock;
 use std::path::Path;
 
 pub use create::{
-    create_cluster, load_node_key, recover_validator_key, CreateConfig, CreateError,
-    CreatedCluster, ValidatorKeys,
+    create_cluster, load_node_key, recover_validator_key, split_cluster, CreateConfig, CreateError,
+    CreatedCluster, SplitCluster, ValidatorKeys,
 };
 pub use lock::{ClusterLock, DistributedValidator, LockError, NodeIdentity, Operator};
 

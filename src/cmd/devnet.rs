@@ -112,7 +112,7 @@ fn print_summary(report: &DevnetReport) -> anyhow::Result<()> {
             s.correct, s.duties
         ),
         format!(
-            "beacon committee subscriptions with the right is_aggregator: {} of {}",
+            "attestation duties whose subscriptions carry the right is_aggregator: {} of {}",
             s.subscriptions_checked - s.subscriptions_wrong,
             s.subscriptions_checked
         ),

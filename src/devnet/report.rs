@@ -114,9 +114,12 @@ pub struct Summary {
     pub incorrect: u64,
     /// Decisions for duties the ground truth does not have.
     pub unexpected_decisions: u64,
-    /// Beacon committee subscriptions of the distributed validators checked.
+    /// Attestation duties whose beacon committee subscriptions were checked.
     pub subscriptions_checked: u64,
-    /// Of those, posted with another `is_aggregator` than the ground truth.
+    /// Of those, duties whose subscriptions do not say what the ground truth
+    /// says: an aggregator's must be posted with `is_aggregator` true by
+    /// every operator, a non-aggregator's by none (a client posts a duty it
+    /// has not decided yet with false, and again with true once decided).
     pub subscriptions_wrong: u64,
     /// Median of the records' latencies.
     pub median_latency_ms: Option<u64>,
@@ -225,16 +228,22 @@ impl ReportBuilder {
             unexpected_decisions: self.unexpected,
             ..Summary::default()
         };
-        let truth_of: BTreeMap<(Slot, ValidatorIndex), bool> = self
-            .records
-            .iter()
-            .filter(|r| r.duty == "attestation")
-            .map(|r| ((r.slot, r.validator_index), r.ground_truth))
-            .collect();
+        let mut posted_true: BTreeMap<(Slot, ValidatorIndex), u64> = BTreeMap::new();
         for subscription in subscriptions {
-            if let Some(truth) = truth_of.get(&(subscription.slot, subscription.validator_index)) {
+            let count = posted_true
+                .entry((subscription.slot, subscription.validator_index))
+                .or_default();
+            *count += u64::from(subscription.is_aggregator);
+        }
+        for record in self.records.iter().filter(|r| r.duty == "attestation") {
+            if let Some(trues) = posted_true.get(&(record.slot, record.validator_index)) {
                 summary.subscriptions_checked += 1;
-                if subscription.is_aggregator != *truth {
+                let expected = if record.ground_truth {
+                    self.operators
+                } else {
+                    0
+                };
+                if *trues != expected {
                     summary.subscriptions_wrong += 1;
                 }
             }
@@ -390,13 +399,18 @@ mod tests {
         report.add_decisions(1, vec![decision(5, 10, decided(true), 1)]);
         let closed = report.close_through(5);
         assert_eq!(closed[0].failures, ["3 operators recorded no decision"]);
-        let subscriptions = [BeaconCommitteeSubscription {
-            validator_index: 7,
+        // Duty (3, 7) aggregates: posted false first (undecided), then true by
+        // each operator: right. Duty (4, 8) does not: one true is wrong.
+        let subscription = |slot, validator_index, is_aggregator| BeaconCommitteeSubscription {
+            validator_index,
             committee_index: 1,
             committees_at_slot: 4,
-            slot: 3,
-            is_aggregator: false,
-        }];
+            slot,
+            is_aggregator,
+        };
+        let mut subscriptions = vec![subscription(3, 7, false)];
+        subscriptions.extend((0..3).map(|_| subscription(3, 7, true)));
+        subscriptions.extend([subscription(4, 8, false), subscription(4, 8, true)]);
         let summary = report.finish(&subscriptions).summary;
         assert_eq!(
             (summary.duties, summary.correct, summary.incorrect),
@@ -405,7 +419,7 @@ mod tests {
         assert_eq!(summary.unexpected_decisions, 1);
         assert_eq!(
             (summary.subscriptions_checked, summary.subscriptions_wrong),
-            (1, 1)
+            (2, 1)
         );
         assert_eq!(summary.aggregators, 2);
         assert!(!summary.is_ok());

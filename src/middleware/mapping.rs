@@ -754,41 +754,17 @@ fn splice(body: &[u8], replacements: &[Replacement]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{DistributedValidator, NodeIdentity, Operator};
-    use crate::crypto::threshold::split_secret;
+    use crate::cluster::{split_cluster, CreateConfig};
     use crate::crypto::SecretKey;
 
     const OPERATORS: u64 = 4;
 
     /// A 3-of-4 lock of `count` random validators.
     fn lock(count: usize) -> ClusterLock {
-        let validators = (0..count)
-            .map(|_| {
-                let secret = SecretKey::random();
-                let shares = split_secret(&secret, 3, OPERATORS).unwrap();
-                DistributedValidator {
-                    pubkey: secret.public_key(),
-                    public_shares: shares.iter().map(|(i, s)| (*i, s.public_key())).collect(),
-                }
-            })
-            .collect();
-        let operators = (1..=OPERATORS)
-            .map(|index| Operator {
-                index,
-                name: format!("operator-{index}"),
-                peer_address: None,
-                identity: NodeIdentity::Bls(SecretKey::random().public_key()),
-            })
-            .collect();
-        ClusterLock::new(
-            "map".into(),
-            "minimal".into(),
-            [0; 4],
-            3,
-            operators,
-            validators,
-        )
-        .unwrap()
+        let secrets: Vec<SecretKey> = (0..count).map(|_| SecretKey::random()).collect();
+        split_cluster(&CreateConfig::in_memory(OPERATORS, Some(3)), &secrets)
+            .unwrap()
+            .lock
     }
 
     fn key_bytes(key: &crate::crypto::PublicKey) -> PublicKeyBytes {

@@ -45,62 +45,29 @@ pub fn middleware_routes(
     store: Arc<PartialStore>,
     limits: Limits,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let with = {
-        let selections = Arc::clone(&selections);
-        let metrics = Arc::clone(&metrics);
-        warp::any().map(move || (Arc::clone(&selections), Arc::clone(&metrics)))
+    let context = Context {
+        selections,
+        metrics: Arc::clone(&metrics),
+        limits,
     };
-    let beacon =
-        warp::path!("eth" / "v1" / "validator" / "beacon_committee_selections")
-            .and(warp::post())
-            .and(with.clone())
-            .and(list_headers())
-            .and(warp::body::stream())
-            .then(move |(selections, metrics), headers, body| {
-                serve_list(
-                    selections,
-                    metrics,
-                    limits,
-                    headers,
-                    body,
-                    BEACON_COMMITTEE_SELECTIONS,
-                    |s: Arc<Selections>, items| async move {
-                        s.beacon_committee_selections(items).await
-                    },
-                )
-            });
-    let sync = warp::path!("eth" / "v1" / "validator" / "sync_committee_selections")
-        .and(warp::post())
-        .and(with.clone())
-        .and(list_headers())
-        .and(warp::body::stream())
-        .then(move |(selections, metrics), headers, body| {
-            serve_list(
-                selections,
-                metrics,
-                limits,
-                headers,
-                body,
-                SYNC_COMMITTEE_SELECTIONS,
-                |s: Arc<Selections>, items| async move { s.sync_committee_selections(items).await },
-            )
-        });
-    let is_aggregator = warp::path!("eth" / "v1" / "validator" / "is_aggregator")
-        .and(warp::post())
-        .and(with)
-        .and(list_headers())
-        .and(warp::body::stream())
-        .then(move |(selections, metrics), headers, body| {
-            serve_list(
-                selections,
-                metrics,
-                limits,
-                headers,
-                body,
-                IS_AGGREGATOR,
-                |s: Arc<Selections>, items| async move { s.is_aggregator(items).await },
-            )
-        });
+    let beacon = list_route(
+        warp::path!("eth" / "v1" / "validator" / "beacon_committee_selections"),
+        BEACON_COMMITTEE_SELECTIONS,
+        context.clone(),
+        |s: Arc<Selections>, items| async move { s.beacon_committee_selections(items).await },
+    );
+    let sync = list_route(
+        warp::path!("eth" / "v1" / "validator" / "sync_committee_selections"),
+        SYNC_COMMITTEE_SELECTIONS,
+        context.clone(),
+        |s: Arc<Selections>, items| async move { s.sync_committee_selections(items).await },
+    );
+    let is_aggregator = list_route(
+        warp::path!("eth" / "v1" / "validator" / "is_aggregator"),
+        IS_AGGREGATOR,
+        context,
+        |s: Arc<Selections>, items| async move { s.is_aggregator(items).await },
+    );
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
         let text = metrics.render(&store.stats());
         warp::reply::with_header(text, "content-type", CONTENT_TYPE).into_response()
@@ -114,12 +81,42 @@ pub fn middleware_routes(
         .unify()
 }
 
-/// Reads a JSON list request and answers it with `handler`'s data, or the
-/// Beacon API error body.
-async fn serve_list<T, R, S, B, F, Fut>(
+/// What every list route shares.
+#[derive(Clone)]
+struct Context {
     selections: Arc<Selections>,
     metrics: Arc<Metrics>,
     limits: Limits,
+}
+
+/// `POST path`: a JSON list of `T` answered by `handler`.
+fn list_route<P, T, R, F, Fut>(
+    path: P,
+    endpoint: &'static str,
+    context: Context,
+    handler: F,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize,
+    F: Fn(Arc<Selections>, Vec<Result<T, ItemError>>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ApiError>> + Send,
+{
+    path.and(warp::post())
+        .and(list_headers())
+        .and(warp::body::stream())
+        .then(move |headers, body| {
+            let context = context.clone();
+            let handler = handler.clone();
+            async move { serve_list(context, headers, body, endpoint, handler).await }
+        })
+}
+
+/// Reads a JSON list request and answers it with `handler`'s data, or the
+/// Beacon API error body.
+async fn serve_list<T, R, S, B, F, Fut>(
+    context: Context,
     headers: ListHeaders,
     body: S,
     endpoint: &'static str,
@@ -133,6 +130,11 @@ where
     F: FnOnce(Arc<Selections>, Vec<Result<T, ItemError>>) -> Fut,
     Fut: Future<Output = Result<R, ApiError>>,
 {
+    let Context {
+        selections,
+        metrics,
+        limits,
+    } = context;
     // Cheap refusals first, before a large body is read.
     let items = match selections.ready() {
         Ok(_) => {

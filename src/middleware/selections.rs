@@ -50,22 +50,6 @@ struct RawDuty {
     proof: [u8; 96],
 }
 
-impl RawDuty {
-    fn new(
-        validator_index: ValidatorIndex,
-        kind: DutyKind,
-        slot: Slot,
-        proof: &SignatureBytes,
-    ) -> Self {
-        RawDuty {
-            validator_index,
-            kind,
-            slot,
-            proof: proof.0,
-        }
-    }
-}
-
 /// What became of one item by the deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
@@ -138,33 +122,8 @@ impl Selections {
         &self,
         items: Vec<Result<BeaconCommitteeSelection, ItemError>>,
     ) -> Result<Vec<BeaconCommitteeSelection>, ApiError> {
-        let raw: Vec<Result<RawDuty, String>> = items
-            .iter()
-            .map(|item| {
-                let item = item.as_ref().map_err(ToString::to_string)?;
-                let kind = DutyKind::AttestationSelection;
-                Ok(RawDuty::new(
-                    item.validator_index,
-                    kind,
-                    item.slot,
-                    &item.selection_proof,
-                ))
-            })
-            .collect();
-        let answers = self
-            .answer(BEACON_COMMITTEE_SELECTIONS, &items_or_none(&items), raw)
-            .await?;
-        Ok(items
-            .into_iter()
-            .zip(answers)
-            .filter_map(|(item, answer)| match (item, answer) {
-                (Ok(item), Answer::Combined(proof)) => Some(BeaconCommitteeSelection {
-                    selection_proof: SignatureBytes(proof.to_bytes()),
-                    ..item
-                }),
-                _ => None,
-            })
-            .collect())
+        self.combined_items(BEACON_COMMITTEE_SELECTIONS, items)
+            .await
     }
 
     /// `sync_committee_selections`: as [`Self::beacon_committee_selections`],
@@ -173,32 +132,22 @@ impl Selections {
         &self,
         items: Vec<Result<SyncCommitteeSelection, ItemError>>,
     ) -> Result<Vec<SyncCommitteeSelection>, ApiError> {
-        let raw: Vec<Result<RawDuty, String>> = items
-            .iter()
-            .map(|item| {
-                let item = item.as_ref().map_err(ToString::to_string)?;
-                let kind = DutyKind::SyncSelection {
-                    subcommittee_index: item.subcommittee_index,
-                };
-                Ok(RawDuty::new(
-                    item.validator_index,
-                    kind,
-                    item.slot,
-                    &item.selection_proof,
-                ))
-            })
-            .collect();
-        let answers = self
-            .answer(SYNC_COMMITTEE_SELECTIONS, &items_or_none(&items), raw)
-            .await?;
+        self.combined_items(SYNC_COMMITTEE_SELECTIONS, items).await
+    }
+
+    /// The items whose duty combined by the deadline, each with the combined
+    /// proof in place of its partial, in request order.
+    async fn combined_items<T: SelectionItem>(
+        &self,
+        endpoint: &'static str,
+        items: Vec<Result<T, ItemError>>,
+    ) -> Result<Vec<T>, ApiError> {
+        let answers = self.answer(endpoint, &items).await?;
         Ok(items
             .into_iter()
             .zip(answers)
             .filter_map(|(item, answer)| match (item, answer) {
-                (Ok(item), Answer::Combined(proof)) => Some(SyncCommitteeSelection {
-                    selection_proof: SignatureBytes(proof.to_bytes()),
-                    ..item
-                }),
+                (Ok(item), Answer::Combined(proof)) => Some(item.with_proof(proof)),
                 _ => None,
             })
             .collect())
@@ -206,31 +155,18 @@ impl Selections {
 
     /// The seed's `is_aggregator`: the slot signatures are partials; the
     /// decision is taken on the combined one, with the committee size the
-    /// beacon node resolves. One boolean per item in request order; an item
-    /// whose partials did not reach the threshold by the deadline is `false`
-    /// (no operator can aggregate without the group proof). Items that are
-    /// not valid selection requests get 400, naming each.
+    /// beacon node resolves. One boolean per item in request order. Its
+    /// answer is positional, so an item cannot be left out: items that are
+    /// not valid selection requests get 400 naming each, and items whose
+    /// partials did not reach the threshold by the deadline get 503 naming
+    /// each (a `false` would tell the VC not to aggregate when nobody knows
+    /// yet); their partials stay, so asking again answers them.
     pub async fn is_aggregator(
         &self,
         items: Vec<Result<IsAggregatorRequestItem, ItemError>>,
     ) -> Result<Vec<bool>, ApiError> {
         let view = self.ready()?;
-        let raw: Vec<Result<RawDuty, String>> = items
-            .iter()
-            .map(|item| {
-                let item = item.as_ref().map_err(ToString::to_string)?;
-                let kind = DutyKind::AttestationSelection;
-                Ok(RawDuty::new(
-                    item.validator_index,
-                    kind,
-                    item.slot,
-                    &item.slot_signature,
-                ))
-            })
-            .collect();
-        let answers = self
-            .answer(IS_AGGREGATOR, &items_or_none(&items), raw)
-            .await?;
+        let answers = self.answer(IS_AGGREGATOR, &items).await?;
         let failures: Vec<(usize, ItemError)> = answers
             .iter()
             .enumerate()
@@ -245,18 +181,30 @@ impl Selections {
                 failures,
             });
         }
+        let not_combined: Vec<(usize, ItemError)> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, answer)| matches!(answer, Answer::NotCombined))
+            .map(|(index, _)| {
+                let reason = format!(
+                    "fewer than {} partials reached this node by the deadline; ask again",
+                    self.store.threshold()
+                );
+                (index, ItemError::Refused(reason))
+            })
+            .collect();
+        if !not_combined.is_empty() {
+            return Err(ApiError::ItemsNotReady {
+                total: items.len(),
+                failures: not_combined,
+            });
+        }
         let combined: Vec<(usize, IsAggregatorRequestItem)> = items
             .into_iter()
             .zip(&answers)
             .enumerate()
             .filter_map(|(index, (item, answer))| match (item, answer) {
-                (Ok(item), Answer::Combined(proof)) => Some((
-                    index,
-                    IsAggregatorRequestItem {
-                        slot_signature: SignatureBytes(proof.to_bytes()),
-                        ..item
-                    },
-                )),
+                (Ok(item), Answer::Combined(proof)) => Some((index, item.with_proof(*proof))),
                 _ => None,
             })
             .collect();
@@ -264,21 +212,24 @@ impl Selections {
         let decisions = decisions.inspect_err(|_| {
             self.metrics.request(IS_AGGREGATOR, RequestOutcome::Refused);
         })?;
-        let mut answers = vec![false; answers.len()];
-        for ((index, _), decision) in combined.iter().zip(decisions) {
-            answers[*index] = decision;
-        }
-        Ok(answers)
+        Ok(decisions)
     }
 
     /// Stores and shares the partials, then waits for each duty until the deadline.
-    async fn answer(
+    async fn answer<T: SelectionItem>(
         &self,
         endpoint: &'static str,
-        slots: &[Option<Slot>],
-        raw: Vec<Result<RawDuty, String>>,
+        items: &[Result<T, ItemError>],
     ) -> Result<Vec<Answer>, ApiError> {
         let view = self.ready()?;
+        let raw: Vec<Result<RawDuty, String>> = items
+            .iter()
+            .map(|item| item.as_ref().map(T::duty).map_err(ToString::to_string))
+            .collect();
+        let slots: Vec<Option<Slot>> = raw
+            .iter()
+            .map(|duty| duty.as_ref().ok().map(|d| d.slot))
+            .collect();
         let started = Instant::now();
         let deadline = started + self.timeout();
         let local = LocalBatch {
@@ -297,7 +248,7 @@ impl Selections {
             .into_iter()
             .map(|answer| answer.unwrap_or(Answer::NotCombined))
             .collect();
-        self.report(endpoint, slots, &answers, started.elapsed());
+        self.report(endpoint, &slots, &answers, started.elapsed());
         if !answers.is_empty() && answers.iter().all(|a| matches!(a, Answer::Invalid(_))) {
             self.metrics.request(endpoint, RequestOutcome::Refused);
             return Err(invalid_items(&answers));
@@ -590,34 +541,71 @@ impl LocalBatch {
     }
 }
 
-/// The slot of each item that parsed, for the logs.
-fn items_or_none<T: HasSlot>(items: &[Result<T, ItemError>]) -> Vec<Option<Slot>> {
-    items
-        .iter()
-        .map(|item| item.as_ref().ok().map(HasSlot::slot))
-        .collect()
+/// A VC request item the middleware answers: its duty, and the item again
+/// with the combined proof in place of the partial.
+trait SelectionItem {
+    /// The duty and the partial proof the item carries.
+    fn duty(&self) -> RawDuty;
+    /// The item with `proof` as its proof.
+    fn with_proof(self, proof: Signature) -> Self;
 }
 
-/// The slot of a request item.
-trait HasSlot {
-    fn slot(&self) -> Slot;
-}
+impl SelectionItem for BeaconCommitteeSelection {
+    fn duty(&self) -> RawDuty {
+        RawDuty {
+            validator_index: self.validator_index,
+            kind: DutyKind::AttestationSelection,
+            slot: self.slot,
+            proof: self.selection_proof.0,
+        }
+    }
 
-impl HasSlot for BeaconCommitteeSelection {
-    fn slot(&self) -> Slot {
-        self.slot
+    fn with_proof(self, proof: Signature) -> Self {
+        let selection_proof = SignatureBytes(proof.to_bytes());
+        BeaconCommitteeSelection {
+            selection_proof,
+            ..self
+        }
     }
 }
 
-impl HasSlot for SyncCommitteeSelection {
-    fn slot(&self) -> Slot {
-        self.slot
+impl SelectionItem for SyncCommitteeSelection {
+    fn duty(&self) -> RawDuty {
+        RawDuty {
+            validator_index: self.validator_index,
+            kind: DutyKind::SyncSelection {
+                subcommittee_index: self.subcommittee_index,
+            },
+            slot: self.slot,
+            proof: self.selection_proof.0,
+        }
+    }
+
+    fn with_proof(self, proof: Signature) -> Self {
+        let selection_proof = SignatureBytes(proof.to_bytes());
+        SyncCommitteeSelection {
+            selection_proof,
+            ..self
+        }
     }
 }
 
-impl HasSlot for IsAggregatorRequestItem {
-    fn slot(&self) -> Slot {
-        self.slot
+impl SelectionItem for IsAggregatorRequestItem {
+    fn duty(&self) -> RawDuty {
+        RawDuty {
+            validator_index: self.validator_index,
+            kind: DutyKind::AttestationSelection,
+            slot: self.slot,
+            proof: self.slot_signature.0,
+        }
+    }
+
+    fn with_proof(self, proof: Signature) -> Self {
+        let slot_signature = SignatureBytes(proof.to_bytes());
+        IsAggregatorRequestItem {
+            slot_signature,
+            ..self
+        }
     }
 }
 

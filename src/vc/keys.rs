@@ -345,32 +345,16 @@ mod tests {
 
     #[test]
     fn group_keys_name_a_stranger_and_a_second_share_of_one_validator() {
-        use crate::cluster::{DistributedValidator, NodeIdentity, Operator};
-        use crate::crypto::threshold::split_secret;
+        use crate::cluster::{split_cluster, CreateConfig};
 
         let group = interop_secret_key(1);
-        let shares = split_secret(&group, 2, 3).unwrap();
-        let operators = (1..=3)
-            .map(|index| Operator {
-                index,
-                name: format!("operator-{index}"),
-                peer_address: None,
-                identity: NodeIdentity::Bls(SecretKey::random().public_key()),
-            })
-            .collect();
-        let validator = DistributedValidator {
-            pubkey: group.public_key(),
-            public_shares: shares.iter().map(|(i, s)| (*i, s.public_key())).collect(),
-        };
-        let lock = ClusterLock::new(
-            "t".into(),
-            "minimal".into(),
-            [0, 0, 0, 1],
-            2,
-            operators,
-            vec![validator],
+        let split = split_cluster(
+            &CreateConfig::in_memory(3, Some(2)),
+            std::slice::from_ref(&group),
         )
         .unwrap();
+        let lock = split.lock;
+        let shares: Vec<(u64, SecretKey)> = split.shares[0].clone().into_iter().collect();
         let key = |secret: &SecretKey, file: &str| {
             ValidatorKey::new(secret.clone(), Some(PathBuf::from(file)))
         };

@@ -98,3 +98,88 @@ pub fn start_binary(subcommand: &str, args: &[&str], field: &str) -> (Running, S
         .unwrap_or_else(|_| panic!("dv-aggregator {subcommand} never logged {field}="));
     (running, value)
 }
+
+/// `secrets` split `threshold`-of-`operators` into a cluster in memory, as
+/// `cluster create` makes it.
+pub fn split_keys(
+    secrets: &[dv_aggregator::crypto::SecretKey],
+    threshold: u64,
+    operators: u64,
+) -> dv_aggregator::cluster::SplitCluster {
+    use dv_aggregator::cluster::{split_cluster, CreateConfig};
+    split_cluster(
+        &CreateConfig::in_memory(operators, Some(threshold)),
+        secrets,
+    )
+    .expect("a valid cluster")
+}
+
+/// The interop keys of `indices` split `threshold`-of-`operators`; returns
+/// the cluster and each validator's shares by validator index.
+pub fn split_interop_keys(
+    indices: &[u64],
+    threshold: u64,
+    operators: u64,
+) -> (
+    dv_aggregator::cluster::SplitCluster,
+    std::collections::BTreeMap<
+        u64,
+        std::collections::BTreeMap<u64, dv_aggregator::crypto::SecretKey>,
+    >,
+) {
+    let secrets: Vec<_> = indices
+        .iter()
+        .map(|&index| dv_aggregator::crypto::interop::interop_secret_key(index))
+        .collect();
+    let cluster = split_keys(&secrets, threshold, operators);
+    let shares = indices
+        .iter()
+        .copied()
+        .zip(cluster.shares.iter().cloned())
+        .collect();
+    (cluster, shares)
+}
+
+/// The project's state-backed beacon node serving an oracle folder's state
+/// on 127.0.0.1 (the minimal or mainnet configuration, as the folder's name says).
+pub async fn oracle_beacon_node(folder: &str) -> dv_aggregator::beacon::sidecar::Sidecar {
+    use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
+    let spec = if folder.contains("minimal") {
+        dv_aggregator::spec::ChainSpec::minimal()
+    } else {
+        dv_aggregator::spec::ChainSpec::mainnet()
+    };
+    Sidecar::start(SidecarConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        source: SidecarSource::StateFile {
+            path: fixture(&format!("oracle/{folder}/state.ssz")),
+            fork: None,
+        },
+        spec,
+        limits: dv_aggregator::api::filters::Limits::default(),
+    })
+    .await
+    .expect("the state-backed beacon node starts")
+}
+
+/// A tracing writer that keeps what is logged.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
