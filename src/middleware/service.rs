@@ -332,9 +332,8 @@ impl Follower {
         if !self.timeout_given {
             self.selections.set_timeout(slot_duration / 3);
         }
-        let mut slot = self.current_slot(&view);
+        let slot = self.current_slot(&view);
         self.store.set_current_slot(slot);
-        self.chain.set((*view).clone());
         info!(
             slot,
             validators_known = view.validators.len(),
@@ -342,14 +341,21 @@ impl Follower {
             timeout_ms = self.selections.timeout().as_millis(),
             "middleware ready"
         );
+        self.chain.set(view);
         let exchange = Arc::clone(&self.exchange);
         let min_slot = slot.saturating_sub(limits.max_slots_behind);
         let catch_up_for =
             slot_duration.saturating_mul(u32::try_from(slots_per_epoch.min(64)).unwrap_or(64));
-        tokio::spawn(async move {
+        let catch_up = async move {
             let answered = exchange.request_catch_up(min_slot, catch_up_for).await;
             info!(min_slot, peers = ?answered, "asked the peers to re-send their recent partials");
-        });
+        };
+        // Both run inside this task, so stopping the node stops the catch-up too.
+        tokio::join!(catch_up, self.follow_slots(slot, slots_per_epoch));
+    }
+
+    /// Moves the store's window at every slot and refreshes the view at every epoch.
+    async fn follow_slots(&mut self, mut slot: Slot, slots_per_epoch: u64) {
         loop {
             slot = self.next_slot(slot).await;
             self.store.set_current_slot(slot);
@@ -360,11 +366,11 @@ impl Follower {
     }
 
     /// Fetches the chain view, retrying with backoff until the beacon node answers.
-    async fn first_view(&self) -> Arc<ChainView> {
+    async fn first_view(&self) -> ChainView {
         let mut delay = Duration::from_millis(250);
         loop {
             match fetch_view(&self.beacon, &self.lock).await {
-                Ok(view) => return Arc::new(view),
+                Ok(view) => return view,
                 Err(error) => {
                     warn!(%error, retry_in_ms = delay.as_millis(), "cannot learn the chain from the beacon node yet");
                     self.chain.set_waiting_for(error.to_string());
