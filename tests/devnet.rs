@@ -30,7 +30,8 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn check_devnet(endpoint: SelectionEndpoint, epochs: u64) {
+fn check_devnet(config: DevnetConfig) {
+    let epochs = config.epochs;
     let _one = one_at_a_time();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -38,9 +39,7 @@ fn check_devnet(endpoint: SelectionEndpoint, epochs: u64) {
         .build()
         .unwrap();
     let mut table = Vec::new();
-    let report = runtime
-        .block_on(run(short(endpoint, epochs), &mut table))
-        .unwrap();
+    let report = runtime.block_on(run(config, &mut table)).unwrap();
     let table = String::from_utf8(table).unwrap();
     let summary = &report.summary;
     assert!(summary.is_ok(), "{summary:?}\n{table}");
@@ -79,12 +78,20 @@ fn check_devnet(endpoint: SelectionEndpoint, epochs: u64) {
 
 #[test]
 fn a_short_devnet_decides_every_duty_as_the_undivided_key_through_selections() {
-    check_devnet(SelectionEndpoint::Selections, 2);
+    check_devnet(short(SelectionEndpoint::Selections, 2));
 }
 
 #[test]
 fn a_short_devnet_decides_every_duty_as_the_undivided_key_through_is_aggregator() {
-    check_devnet(SelectionEndpoint::IsAggregator, 1);
+    check_devnet(short(SelectionEndpoint::IsAggregator, 1));
+}
+
+#[test]
+fn a_short_devnet_of_clients_on_their_own_clocks_decides_every_duty_as_the_undivided_key() {
+    check_devnet(DevnetConfig {
+        clients_follow_clock: true,
+        ..short(SelectionEndpoint::Selections, 2)
+    });
 }
 
 #[test]

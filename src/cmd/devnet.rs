@@ -55,6 +55,12 @@ pub struct DevnetArgs {
     /// is removed at the end.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Let each validator client follow the slot clock on its own loop, as
+    /// a deployed one does (the chain then advances a quarter slot ahead of
+    /// each slot, as a beacon node advances its head state); by default the
+    /// devnet drives the clients' steps in lock step with the chain.
+    #[arg(long)]
+    clients_follow_clock: bool,
 }
 
 fn parse_endpoint(text: &str) -> Result<SelectionEndpoint, String> {
@@ -76,6 +82,7 @@ pub fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
             .with_context(|| format!("unknown fork {:?}", args.fork))?,
         selection_endpoint: args.selection_endpoint,
         data_dir: args.data_dir,
+        clients_follow_clock: args.clients_follow_clock,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut stdout = std::io::stdout();

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use crate::api::filters::Limits;
 use crate::beacon::backend::LoadedState;
 use crate::beacon::sidecar::{Sidecar, SidecarConfig, SidecarError, SidecarSource};
+use crate::spec::time::{unix_now, SlotClock};
 use crate::spec::{ChainSpec, ForkName, Slot};
 use crate::state::{interop_genesis_state, AdvanceError, BeaconState, GenesisError};
 
@@ -48,6 +49,15 @@ pub enum ChainError {
 pub struct DevnetChain {
     node: Sidecar,
     state: Mutex<BeaconState>,
+}
+
+/// A task moving a chain along the slot clock; dropping it stops it.
+pub struct ChainTicker(tokio::task::JoinHandle<()>);
+
+impl Drop for ChainTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl DevnetChain {
@@ -120,6 +130,26 @@ impl DevnetChain {
         *self.lock() = state.clone();
         self.node.backend().set_state(loaded);
         Ok(state)
+    }
+
+    /// Moves the chain to each slot a quarter of a slot before it starts,
+    /// as a beacon node advances its head state ahead of the slot, so that
+    /// clients asking at a slot's start find the chain there.
+    pub fn follow_clock(self: &std::sync::Arc<Self>, clock: SlotClock) -> ChainTicker {
+        let chain = std::sync::Arc::clone(self);
+        let lead = clock.slot_duration() / 4;
+        ChainTicker(tokio::spawn(async move {
+            let mut slot = chain.state().slot();
+            loop {
+                slot = slot.saturating_add(1);
+                let at = clock.slot_start(slot).saturating_sub(lead);
+                tokio::time::sleep(at.saturating_sub(unix_now())).await;
+                if let Err(error) = chain.advance_to(slot).await {
+                    tracing::error!(%error, "the devnet chain stopped");
+                    return;
+                }
+            }
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BeaconState> {

@@ -71,6 +71,11 @@ pub struct DevnetConfig {
     /// Where the cluster's files go; `None` is a fresh directory under the
     /// system's temporary directory, removed at the end.
     pub data_dir: Option<PathBuf>,
+    /// Let every validator client follow the slot clock on its own, as a
+    /// deployed one does, with the chain advancing a quarter slot ahead of
+    /// each slot; otherwise the devnet drives the clients in lock step with
+    /// the chain.
+    pub clients_follow_clock: bool,
 }
 
 impl Default for DevnetConfig {
@@ -86,6 +91,7 @@ impl Default for DevnetConfig {
             fork: ForkName::Fulu,
             selection_endpoint: SelectionEndpoint::Selections,
             data_dir: None,
+            clients_follow_clock: false,
         }
     }
 }
@@ -216,43 +222,105 @@ async fn run_in(
     let lock = make_cluster(config, &spec, data_dir)?;
     let genesis_time = unix_now().saturating_add(GENESIS_DELAY).as_secs();
     let clock = SlotClock::new(genesis_time, spec.seconds_per_slot)?;
-    let chain =
-        DevnetChain::start(spec.clone(), config.fork, config.validators, genesis_time).await?;
+    let chain = Arc::new(
+        DevnetChain::start(spec.clone(), config.fork, config.validators, genesis_time).await?,
+    );
     info!(url = %chain.url(), validators = config.validators, fork = %config.fork, "devnet beacon node started");
     let middlewares = start_middlewares(&lock, data_dir, &chain.url()).await?;
     let vcs = start_vcs(config, &lock, data_dir, &middlewares).await?;
-    let distributed: Vec<u64> = (0..config.distributed_validators).collect();
-    let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH.max(1);
-    let mut report = ReportBuilder::new(config.operators);
     write_line(table, &banner(config, &lock, &spec));
     write_line(table, &table_header());
-    for slot in 0..config.epochs.saturating_mul(slots_per_epoch) {
-        wait_for_slot(&clock, slot).await;
-        let state = chain.advance_to(slot).await?;
-        let vcs: Vec<Arc<Vc>> = vcs.iter().map(VcHandle::vc).collect();
-        if slot % slots_per_epoch == 0 {
-            let epoch = slot / slots_per_epoch;
-            report.add_truths(ground_truth(&state, epoch, &distributed)?);
-            futures_util::future::join_all(vcs.iter().map(|vc| vc.run_epoch(epoch))).await;
-        }
-        futures_util::future::join_all(vcs.iter().map(|vc| vc.run_slot(slot))).await;
-        for (operator, vc) in (1..).zip(&vcs) {
-            report.add_decisions(operator, vc.take_decisions());
-        }
-        for record in report.close_through(slot) {
-            write_line(table, &record.table_row());
-        }
-        if unix_now() > clock.slot_start(slot.saturating_add(1)) {
-            warn!(slot, "the devnet fell behind the slot clock");
-        }
+    let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH.max(1);
+    let run = Run {
+        chain: &chain,
+        clock,
+        vcs: vcs.iter().map(VcHandle::vc).collect(),
+        distributed: (0..config.distributed_validators).collect(),
+        slots: config.epochs.saturating_mul(slots_per_epoch),
+        slots_per_epoch,
+    };
+    let mut report = ReportBuilder::new(config.operators);
+    if config.clients_follow_clock {
+        run.on_clock(&mut report, table).await?;
+    } else {
+        run.lock_step(&mut report, table).await?;
     }
     let subscriptions = chain.node().subscriptions().beacon_committee();
     // Clients first, so that no pooled connection is cut by a server's stop.
+    drop(run);
     drop(vcs);
     for middleware in middlewares {
         middleware.stop().await;
     }
     Ok(report.finish(&subscriptions))
+}
+
+/// The running network, as the slot loop needs it.
+struct Run<'a> {
+    chain: &'a Arc<DevnetChain>,
+    clock: SlotClock,
+    vcs: Vec<Arc<Vc>>,
+    distributed: Vec<u64>,
+    slots: Slot,
+    slots_per_epoch: u64,
+}
+
+impl Run<'_> {
+    /// At each slot: advance the chain, then run every client's steps.
+    async fn lock_step(
+        &self,
+        report: &mut ReportBuilder,
+        table: &mut (dyn Write + Send),
+    ) -> Result<(), DevnetError> {
+        for slot in 0..self.slots {
+            wait_until(self.clock.slot_start(slot)).await;
+            let state = self.chain.advance_to(slot).await?;
+            if slot % self.slots_per_epoch == 0 {
+                let epoch = slot / self.slots_per_epoch;
+                report.add_truths(ground_truth(&state, epoch, &self.distributed)?);
+                let epochs = self.vcs.iter().map(|vc| vc.run_epoch(epoch));
+                futures_util::future::join_all(epochs).await;
+            }
+            futures_util::future::join_all(self.vcs.iter().map(|vc| vc.run_slot(slot))).await;
+            self.collect(report, slot, table);
+            if unix_now() > self.clock.slot_start(slot.saturating_add(1)) {
+                warn!(slot, "the devnet fell behind the slot clock");
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain and the clients follow the clock on their own; at the middle
+    /// of each slot the devnet takes the ground truth of a new epoch and
+    /// reports the previous slot, whose duties the clients decided by then.
+    async fn on_clock(
+        &self,
+        report: &mut ReportBuilder,
+        table: &mut (dyn Write + Send),
+    ) -> Result<(), DevnetError> {
+        let _ticker = self.chain.follow_clock(self.clock);
+        for slot in 0..=self.slots {
+            wait_until(self.clock.slot_fraction(slot, 1, 2)).await;
+            if slot < self.slots && slot % self.slots_per_epoch == 0 {
+                let epoch = slot / self.slots_per_epoch;
+                report.add_truths(ground_truth(&self.chain.state(), epoch, &self.distributed)?);
+            }
+            if let Some(previous) = slot.checked_sub(1) {
+                self.collect(report, previous, table);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every client's decisions and prints the duties through `slot`.
+    fn collect(&self, report: &mut ReportBuilder, slot: Slot, table: &mut (dyn Write + Send)) {
+        for (operator, vc) in (1..).zip(&self.vcs) {
+            report.add_decisions(operator, vc.take_decisions());
+        }
+        for record in report.close_through(slot) {
+            write_line(table, &record.table_row());
+        }
+    }
 }
 
 /// A banner line naming what runs.
@@ -276,9 +344,9 @@ fn write_line(table: &mut (dyn Write + Send), line: &str) {
     let _ = writeln!(table, "{line}");
 }
 
-/// Sleeps until `slot` starts.
-async fn wait_for_slot(clock: &SlotClock, slot: Slot) {
-    tokio::time::sleep(clock.until_slot(slot, unix_now())).await;
+/// Sleeps until `moment` (time since the Unix epoch).
+async fn wait_until(moment: Duration) {
+    tokio::time::sleep(moment.saturating_sub(unix_now())).await;
 }
 
 /// A new empty directory under the system's temporary directory.
@@ -409,7 +477,11 @@ async fn start_vcs(
         let vc = VcConfig::new(format!("http://{}", middleware.http_addr()), keys)
             .with_name(format!("operator-{operator}"))
             .distributed(config.selection_endpoint, lock.clone())
-            .with_drive(Drive::Manual);
+            .with_drive(if config.clients_follow_clock {
+                Drive::WallClock
+            } else {
+                Drive::Manual
+            });
         vcs.push(
             Vc::start(vc)
                 .await
