@@ -8,11 +8,14 @@
 //! (`tokio::time::timeout` around [`PartialStore::wait_combined`]). Each duty
 //! has its own wake-up channel, so a waiter never waits for another duty.
 //!
-//! Crypto runs outside the store's lock: a partial is verified (one pairing
-//! check) and a duty combined (Lagrange interpolation plus one verification
-//! against the group key) while other duties keep being served. Partials are
-//! kept per share index; those over different signing roots never mix, so a
-//! peer signing a wrong root cannot block the honest partials of a duty.
+//! Crypto runs outside the store's lock, so other duties keep being served
+//! meanwhile. A batch of partials ([`PartialStore::insert_batch`]) is verified
+//! in one multi-pairing grouped by signing root, and the duties it completes
+//! are combined (Lagrange interpolation) and their proofs verified against
+//! the group keys in one more; item by item only when a batch fails, to name
+//! the culprit. Partials are kept per share index; those over different
+//! signing roots never mix, so a peer signing a wrong root cannot block the
+//! honest partials of a duty.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
