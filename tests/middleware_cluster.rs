@@ -950,4 +950,18 @@ async fn is_aggregator_names_the_items_not_combined_yet_instead_of_answering_fal
             .unwrap();
         assert_eq!(again, expected);
     }
+    // Each request is counted once: the 503 as refused, the answer as complete.
+    let metrics = cluster.node(1).metrics_text();
+    let requests: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("dv_selection_requests_total{endpoint=\"is_aggregator\""))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "dv_selection_requests_total{endpoint=\"is_aggregator\",outcome=\"complete\"} 1",
+            "dv_selection_requests_total{endpoint=\"is_aggregator\",outcome=\"refused\"} 1",
+        ],
+        "{metrics}"
+    );
 }

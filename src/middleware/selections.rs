@@ -12,7 +12,6 @@
 //! while a request for one slot returns as soon as that slot is combined.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,14 +68,13 @@ pub struct Selections {
     metrics: Arc<Metrics>,
     beacon: BeaconNodeClient,
     share_index: u64,
-    /// The time a request may wait, in microseconds (set once the slot
-    /// duration is known).
-    timeout_micros: AtomicU64,
+    /// The time a request may wait; `None` is a third of the chain's slot.
+    timeout: Option<Duration>,
 }
 
 impl Selections {
     /// The selection logic of operator `share_index`, answering each request
-    /// within `timeout` of its arrival.
+    /// within `timeout` of its arrival (`None`: a third of a slot).
     pub fn new(
         store: Arc<PartialStore>,
         chain: Arc<ChainState>,
@@ -84,7 +82,7 @@ impl Selections {
         metrics: Arc<Metrics>,
         beacon: BeaconNodeClient,
         share_index: u64,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Self {
         Self {
             store,
@@ -93,19 +91,14 @@ impl Selections {
             metrics,
             beacon,
             share_index,
-            timeout_micros: AtomicU64::new(micros(timeout)),
+            timeout,
         }
     }
 
-    /// The time a request may wait for its duties.
-    pub fn timeout(&self) -> Duration {
-        Duration::from_micros(self.timeout_micros.load(Ordering::Relaxed))
-    }
-
-    /// Sets the time a request may wait for its duties.
-    pub fn set_timeout(&self, timeout: Duration) {
-        self.timeout_micros
-            .store(micros(timeout), Ordering::Relaxed);
+    /// The time a request may wait for its duties on the chain of `view`.
+    pub fn timeout(&self, view: &ChainView) -> Duration {
+        self.timeout
+            .unwrap_or_else(|| Duration::from_secs(view.info.spec.seconds_per_slot.max(1)) / 3)
     }
 
     /// `Err(503)` while the middleware has not learnt the chain from its
@@ -142,15 +135,22 @@ impl Selections {
         endpoint: &'static str,
         items: Vec<Result<T, ItemError>>,
     ) -> Result<Vec<T>, ApiError> {
-        let answers = self.answer(endpoint, &items).await?;
+        let answers = self.answer(&self.ready()?, endpoint, &items).await;
+        self.count_request(endpoint, answers.as_ref().map(|a| outcome_of(a)));
         Ok(items
             .into_iter()
-            .zip(answers)
+            .zip(answers?)
             .filter_map(|(item, answer)| match (item, answer) {
                 (Ok(item), Answer::Combined(proof)) => Some(item.with_proof(proof)),
                 _ => None,
             })
             .collect())
+    }
+
+    /// Counts a request once, as complete, partial or refused.
+    fn count_request(&self, endpoint: &'static str, outcome: Result<RequestOutcome, &ApiError>) {
+        self.metrics
+            .request(endpoint, outcome.unwrap_or(RequestOutcome::Refused));
     }
 
     /// The seed's `is_aggregator`: the slot signatures are partials; the
@@ -166,62 +166,60 @@ impl Selections {
         items: Vec<Result<IsAggregatorRequestItem, ItemError>>,
     ) -> Result<Vec<bool>, ApiError> {
         let view = self.ready()?;
-        let answers = self.answer(IS_AGGREGATOR, &items).await?;
-        let failures: Vec<(usize, ItemError)> = answers
+        let decisions = self.decide_items(&view, items).await;
+        self.count_request(
+            IS_AGGREGATOR,
+            decisions.as_ref().map(|_| RequestOutcome::Complete),
+        );
+        decisions
+    }
+
+    /// [`Self::is_aggregator`] before its request is counted.
+    async fn decide_items(
+        &self,
+        view: &Arc<ChainView>,
+        items: Vec<Result<IsAggregatorRequestItem, ItemError>>,
+    ) -> Result<Vec<bool>, ApiError> {
+        let answers = self.answer(view, IS_AGGREGATOR, &items).await?;
+        if answers
             .iter()
-            .enumerate()
-            .filter_map(|(index, answer)| match answer {
-                Answer::Invalid(reason) => Some((index, ItemError::Refused(reason.clone()))),
-                _ => None,
-            })
-            .collect();
-        if !failures.is_empty() {
-            return Err(ApiError::InvalidItems {
-                total: items.len(),
-                failures,
-            });
+            .any(|answer| matches!(answer, Answer::Invalid(_)))
+        {
+            return Err(invalid_items(&answers));
         }
-        let not_combined: Vec<(usize, ItemError)> = answers
-            .iter()
-            .enumerate()
-            .filter(|(_, answer)| matches!(answer, Answer::NotCombined))
-            .map(|(index, _)| {
-                let reason = format!(
-                    "fewer than {} partials reached this node by the deadline; ask again",
-                    self.store.threshold()
-                );
-                (index, ItemError::Refused(reason))
+        let threshold = self.store.threshold();
+        let not_combined = failures(&answers, |answer| {
+            matches!(answer, Answer::NotCombined).then(|| {
+                format!(
+                    "fewer than {threshold} partials reached this node by the deadline; ask again"
+                )
             })
-            .collect();
+        });
         if !not_combined.is_empty() {
             return Err(ApiError::ItemsNotReady {
-                total: items.len(),
+                total: answers.len(),
                 failures: not_combined,
             });
         }
-        let combined: Vec<(usize, IsAggregatorRequestItem)> = items
+        // Every item combined: each is answered, in request order.
+        let combined: Vec<IsAggregatorRequestItem> = items
             .into_iter()
-            .zip(&answers)
-            .enumerate()
-            .filter_map(|(index, (item, answer))| match (item, answer) {
-                (Ok(item), Answer::Combined(proof)) => Some((index, item.with_proof(*proof))),
+            .zip(answers)
+            .filter_map(|(item, answer)| match (item, answer) {
+                (Ok(item), Answer::Combined(proof)) => Some(item.with_proof(proof)),
                 _ => None,
             })
             .collect();
-        let decisions = self.decide(&view, answers.len(), &combined).await;
-        let decisions = decisions.inspect_err(|_| {
-            self.metrics.request(IS_AGGREGATOR, RequestOutcome::Refused);
-        })?;
-        Ok(decisions)
+        self.decide(view, &combined).await
     }
 
     /// Stores and shares the partials, then waits for each duty until the deadline.
     async fn answer<T: SelectionItem>(
         &self,
+        view: &Arc<ChainView>,
         endpoint: &'static str,
         items: &[Result<T, ItemError>],
     ) -> Result<Vec<Answer>, ApiError> {
-        let view = self.ready()?;
         let raw: Vec<Result<RawDuty, String>> = items
             .iter()
             .map(|item| item.as_ref().map(T::duty).map_err(ToString::to_string))
@@ -231,9 +229,9 @@ impl Selections {
             .map(|duty| duty.as_ref().ok().map(|d| d.slot))
             .collect();
         let started = Instant::now();
-        let deadline = started + self.timeout();
+        let deadline = started + self.timeout(view);
         let local = LocalBatch {
-            view,
+            view: Arc::clone(view),
             store: Arc::clone(&self.store),
             exchange: Arc::clone(&self.exchange),
             share_index: self.share_index,
@@ -250,7 +248,6 @@ impl Selections {
             .collect();
         self.report(endpoint, &slots, &answers, started.elapsed());
         if !answers.is_empty() && answers.iter().all(|a| matches!(a, Answer::Invalid(_))) {
-            self.metrics.request(endpoint, RequestOutcome::Refused);
             return Err(invalid_items(&answers));
         }
         Ok(answers)
@@ -278,7 +275,7 @@ impl Selections {
         futures_util::future::join_all(futures).await
     }
 
-    /// Counts the answers and logs what was not combined, and why.
+    /// Counts the items and logs what was not combined, and why.
     fn report(
         &self,
         endpoint: &'static str,
@@ -301,14 +298,6 @@ impl Selections {
         let combined = counts.get(&ItemResult::Combined).copied().unwrap_or(0);
         let not_combined = counts.get(&ItemResult::NotCombined).copied().unwrap_or(0);
         let invalid = counts.get(&ItemResult::Invalid).copied().unwrap_or(0);
-        if invalid < answers.len() {
-            let outcome = if not_combined == 0 && invalid == 0 {
-                RequestOutcome::Complete
-            } else {
-                RequestOutcome::Partial
-            };
-            self.metrics.request(endpoint, outcome);
-        }
         let elapsed_ms = elapsed.as_millis();
         info!(
             endpoint,
@@ -353,15 +342,12 @@ impl Selections {
     async fn decide(
         &self,
         view: &ChainView,
-        total: usize,
-        combined: &[(usize, IsAggregatorRequestItem)],
+        items: &[IsAggregatorRequestItem],
     ) -> Result<Vec<bool>, ApiError> {
-        if combined.is_empty() {
+        if items.is_empty() {
             return Ok(Vec::new());
         }
-        let items: Vec<IsAggregatorRequestItem> =
-            combined.iter().map(|(_, item)| item.clone()).collect();
-        match self.beacon.is_aggregator(&items).await {
+        match self.beacon.is_aggregator(items).await {
             Ok(answers) if answers.len() == items.len() => Ok(answers),
             Ok(answers) => Err(ApiError::Internal(format!(
                 "the beacon node answered {} decisions for {} items",
@@ -371,7 +357,7 @@ impl Selections {
             Err(ClientError::Status {
                 status: 404 | 405 | 501,
                 ..
-            }) => self.decide_from_committees(view, total, combined).await,
+            }) => self.decide_from_committees(view, items).await,
             Err(ClientError::Status {
                 status: 400,
                 message,
@@ -380,15 +366,16 @@ impl Selections {
             }) => {
                 let failures: Vec<(usize, ItemError)> = failures
                     .into_iter()
-                    .filter_map(|failure| {
-                        let (index, _) = combined.get(failure.index)?;
-                        Some((*index, ItemError::Refused(failure.message)))
-                    })
+                    .filter(|failure| failure.index < items.len())
+                    .map(|failure| (failure.index, ItemError::Refused(failure.message)))
                     .collect();
                 Err(if failures.is_empty() {
                     ApiError::BadRequest(format!("the beacon node refused the items: {message}"))
                 } else {
-                    ApiError::InvalidItems { total, failures }
+                    ApiError::InvalidItems {
+                        total: items.len(),
+                        failures,
+                    }
                 })
             }
             Err(error) => Err(ApiError::NotReady(format!(
@@ -402,14 +389,13 @@ impl Selections {
     async fn decide_from_committees(
         &self,
         view: &ChainView,
-        total: usize,
-        combined: &[(usize, IsAggregatorRequestItem)],
+        items: &[IsAggregatorRequestItem],
     ) -> Result<Vec<bool>, ApiError> {
         let preset = &view.info.spec.preset;
         let mut committees: HashMap<Epoch, Vec<CommitteeData>> = HashMap::new();
-        let mut decisions = Vec::with_capacity(combined.len());
+        let mut decisions = Vec::with_capacity(items.len());
         let mut failures = Vec::new();
-        for (index, item) in combined {
+        for (index, item) in items.iter().enumerate() {
             let epoch = item.slot / preset.SLOTS_PER_EPOCH.max(1);
             let list = match committees.entry(epoch) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -436,7 +422,7 @@ impl Selections {
                 }
                 _ => {
                     failures.push((
-                        *index,
+                        index,
                         ItemError::NotInCommittee {
                             validator_index: item.validator_index,
                             slot: item.slot,
@@ -450,7 +436,10 @@ impl Selections {
         if failures.is_empty() {
             Ok(decisions)
         } else {
-            Err(ApiError::InvalidItems { total, failures })
+            Err(ApiError::InvalidItems {
+                total: items.len(),
+                failures,
+            })
         }
     }
 }
@@ -609,21 +598,34 @@ impl SelectionItem for IsAggregatorRequestItem {
     }
 }
 
-/// 400 naming every item (all were refused).
+/// 400 naming every refused item.
 fn invalid_items(answers: &[Answer]) -> ApiError {
     ApiError::InvalidItems {
         total: answers.len(),
-        failures: answers
-            .iter()
-            .enumerate()
-            .filter_map(|(index, answer)| match answer {
-                Answer::Invalid(reason) => Some((index, ItemError::Refused(reason.clone()))),
-                _ => None,
-            })
-            .collect(),
+        failures: failures(answers, |answer| match answer {
+            Answer::Invalid(reason) => Some(reason.clone()),
+            _ => None,
+        }),
     }
 }
 
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+/// The items `reason` gives a reason for, by request index.
+fn failures(
+    answers: &[Answer],
+    reason: impl Fn(&Answer) -> Option<String>,
+) -> Vec<(usize, ItemError)> {
+    answers
+        .iter()
+        .enumerate()
+        .filter_map(|(index, answer)| Some((index, ItemError::Refused(reason(answer)?))))
+        .collect()
+}
+
+/// How a request whose items got `answers` ended.
+fn outcome_of(answers: &[Answer]) -> RequestOutcome {
+    if answers.iter().all(|a| matches!(a, Answer::Combined(_))) {
+        RequestOutcome::Complete
+    } else {
+        RequestOutcome::Partial
+    }
 }

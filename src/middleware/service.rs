@@ -187,9 +187,8 @@ impl Middleware {
             Arc::clone(&metrics),
             beacon.clone(),
             operator,
-            config.selection_timeout.unwrap_or(Duration::ZERO),
+            config.selection_timeout,
         ));
-        let timeout_given = config.selection_timeout.is_some();
         let routes = middleware_routes(
             Arc::clone(&selections),
             Arc::clone(&metrics),
@@ -214,7 +213,6 @@ impl Middleware {
             chain: Arc::clone(&chain),
             exchange,
             selections,
-            timeout_given,
             slot_source: config.slot_source,
         };
         Ok(Middleware {
@@ -317,7 +315,6 @@ struct Follower {
     chain: Arc<ChainState>,
     exchange: Arc<Exchange>,
     selections: Arc<Selections>,
-    timeout_given: bool,
     slot_source: SlotSource,
 }
 
@@ -329,16 +326,13 @@ impl Follower {
         let limits = StoreLimits::for_slots_per_epoch(slots_per_epoch);
         self.store.set_limits(limits);
         let slot_duration = Duration::from_secs(spec.seconds_per_slot.max(1));
-        if !self.timeout_given {
-            self.selections.set_timeout(slot_duration / 3);
-        }
         let slot = self.current_slot(&view);
         self.store.set_current_slot(slot);
         info!(
             slot,
             validators_known = view.validators.len(),
             validators_in_lock = self.lock.validators.len(),
-            timeout_ms = self.selections.timeout().as_millis(),
+            timeout_ms = self.selections.timeout(&view).as_millis(),
             "middleware ready"
         );
         self.chain.set(view);
