@@ -298,6 +298,17 @@ impl DutyEntry {
         }
     }
 
+    /// Every stored partial, by share index.
+    fn stored_partials(&self) -> impl Iterator<Item = Partial> + '_ {
+        self.partials
+            .iter()
+            .map(|(share_index, (signing_root, signature))| Partial {
+                share_index: *share_index,
+                signing_root: *signing_root,
+                signature: *signature,
+            })
+    }
+
     /// The stored partials over `root`.
     fn partials_over(&self, root: &Root) -> Vec<(u64, Signature)> {
         self.partials
@@ -325,7 +336,8 @@ struct Inner {
 }
 
 impl Inner {
-    fn check_window(&self, key: &DutyKey, limits: &StoreLimits) -> Result<(), StoreError> {
+    fn check_window(&self, key: &DutyKey) -> Result<(), StoreError> {
+        let limits = &self.limits;
         let current_slot = self.current_slot;
         if key.slot > current_slot.saturating_add(limits.max_slots_ahead) {
             return Err(StoreError::TooFarAhead {
@@ -352,26 +364,26 @@ impl Inner {
         key: &DutyKey,
         partial: &Partial,
         sender: Source,
-        limits: &StoreLimits,
     ) -> Result<Option<InsertOutcome>, StoreError> {
-        self.check_window(key, limits)?;
+        self.check_window(key)?;
         match self.duties.get(key) {
             Some(entry) => entry.existing(key, partial, sender),
-            None if self.duties.len() >= limits.max_duties => Err(StoreError::Full {
+            None if self.duties.len() >= self.limits.max_duties => Err(StoreError::Full {
                 key: Box::new(*key),
-                max_duties: limits.max_duties,
+                max_duties: self.limits.max_duties,
             }),
             None => Ok(None),
         }
     }
 
     /// The duty's entry, created if the window and the capacity allow.
-    fn admit(&mut self, key: &DutyKey, limits: &StoreLimits) -> Result<&mut DutyEntry, StoreError> {
-        self.check_window(key, limits)?;
-        if !self.duties.contains_key(key) && self.duties.len() >= limits.max_duties {
+    fn admit(&mut self, key: &DutyKey) -> Result<&mut DutyEntry, StoreError> {
+        self.check_window(key)?;
+        let max_duties = self.limits.max_duties;
+        if !self.duties.contains_key(key) && self.duties.len() >= max_duties {
             return Err(StoreError::Full {
                 key: Box::new(*key),
-                max_duties: limits.max_duties,
+                max_duties,
             });
         }
         Ok(self.duties.entry(*key).or_insert_with(DutyEntry::new))
@@ -535,7 +547,7 @@ impl PartialStore {
                     self.pubshare(key, partial.share_index, sender)
                         .and_then(|pubshare| {
                             inner
-                                .precheck(key, partial, sender, &inner.limits)
+                                .precheck(key, partial, sender)
                                 .map(|decided| (pubshare, decided))
                         });
                 match checked {
@@ -624,8 +636,7 @@ impl PartialStore {
                 continue;
             }
             // The lock was released for the verification: look again.
-            let limits = inner.limits;
-            let stored = inner.admit(key, &limits).and_then(|entry| {
+            let stored = inner.admit(key).and_then(|entry| {
                 if let Some(outcome) = entry.existing(key, partial, sender)? {
                     return Ok(Err(outcome));
                 }
@@ -758,8 +769,7 @@ impl PartialStore {
     ) -> Result<impl Future<Output = Signature> + Send + 'static, StoreError> {
         self.known_validator(&key.validator)?;
         let mut inner = self.lock();
-        let limits = inner.limits;
-        let mut receiver = inner.admit(key, &limits)?.combined.subscribe();
+        let mut receiver = inner.admit(key)?.combined.subscribe();
         drop(inner);
         Ok(async move {
             let combined = receiver
@@ -785,17 +795,7 @@ impl PartialStore {
         self.lock()
             .duties
             .get(key)
-            .map(|entry| {
-                entry
-                    .partials
-                    .iter()
-                    .map(|(share_index, (signing_root, signature))| Partial {
-                        share_index: *share_index,
-                        signing_root: *signing_root,
-                        signature: *signature,
-                    })
-                    .collect()
-            })
+            .map(|entry| entry.stored_partials().collect())
             .unwrap_or_default()
     }
 
@@ -806,19 +806,7 @@ impl PartialStore {
             .duties
             .iter()
             .filter(|(key, _)| key.slot >= min_slot)
-            .flat_map(|(key, entry)| {
-                entry
-                    .partials
-                    .iter()
-                    .map(|(share_index, (signing_root, signature))| {
-                        let partial = Partial {
-                            share_index: *share_index,
-                            signing_root: *signing_root,
-                            signature: *signature,
-                        };
-                        (*key, partial)
-                    })
-            })
+            .flat_map(|(key, entry)| entry.stored_partials().map(|partial| (*key, partial)))
             .collect()
     }
 
@@ -913,11 +901,11 @@ mod tests {
     use super::*;
     use crate::crypto::SecretKey;
 
-    fn inner_at(current_slot: Slot) -> Inner {
+    fn inner_at(current_slot: Slot, limits: StoreLimits) -> Inner {
         Inner {
             duties: HashMap::new(),
             current_slot,
-            limits: StoreLimits::for_slots_per_epoch(32),
+            limits,
             stats: StoreStats::default(),
         }
     }
@@ -930,21 +918,21 @@ mod tests {
     fn the_window_saturates_at_both_ends_of_the_slot_range() {
         let limits = StoreLimits::for_slots_per_epoch(32);
         assert_eq!((limits.max_slots_ahead, limits.max_slots_behind), (64, 64));
-        assert!(inner_at(0).check_window(&key_at(0), &limits).is_ok());
-        assert!(inner_at(0).check_window(&key_at(64), &limits).is_ok());
+        assert!(inner_at(0, limits).check_window(&key_at(0)).is_ok());
+        assert!(inner_at(0, limits).check_window(&key_at(64)).is_ok());
         assert!(matches!(
-            inner_at(0).check_window(&key_at(65), &limits),
+            inner_at(0, limits).check_window(&key_at(65)),
             Err(StoreError::TooFarAhead {
                 current_slot: 0,
                 max_slots_ahead: 64,
                 ..
             })
         ));
-        assert!(inner_at(u64::MAX)
-            .check_window(&key_at(u64::MAX), &limits)
+        assert!(inner_at(u64::MAX, limits)
+            .check_window(&key_at(u64::MAX))
             .is_ok());
         assert!(matches!(
-            inner_at(u64::MAX).check_window(&key_at(u64::MAX - 65), &limits),
+            inner_at(u64::MAX, limits).check_window(&key_at(u64::MAX - 65)),
             Err(StoreError::TooOld {
                 max_slots_behind: 64,
                 ..
@@ -958,12 +946,12 @@ mod tests {
             max_duties: 1,
             ..StoreLimits::for_slots_per_epoch(8)
         };
-        let mut inner = inner_at(10);
+        let mut inner = inner_at(10, limits);
         let held = key_at(10);
-        inner.admit(&held, &limits).unwrap();
-        inner.admit(&held, &limits).unwrap();
+        inner.admit(&held).unwrap();
+        inner.admit(&held).unwrap();
         assert!(matches!(
-            inner.admit(&key_at(11), &limits),
+            inner.admit(&key_at(11)),
             Err(StoreError::Full { max_duties: 1, .. })
         ));
     }
