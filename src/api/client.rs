@@ -498,33 +498,51 @@ async fn read_limited(
     mut response: reqwest::Response,
     limit: u64,
 ) -> Result<Bytes, ClientError> {
-    let too_large = || ClientError::TooLarge {
-        method,
-        url: url.to_string(),
-        limit,
-    };
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|source| ClientError::Transport {
+    match read_body_within(&mut response, limit).await {
+        Ok(body) => Ok(Bytes::from(body)),
+        Err(BodyReadError::TooLarge { .. }) => Err(ClientError::TooLarge {
+            method,
+            url: url.to_string(),
+            limit,
+        }),
+        Err(BodyReadError::Read(source)) => Err(ClientError::Transport {
             method,
             url: url.to_string(),
             source,
-        })?
-    {
-        if (body.len() as u64).saturating_add(chunk.len() as u64) > limit {
-            return Err(too_large());
+        }),
+    }
+}
+
+/// Why a response body was not read whole.
+#[derive(Debug)]
+pub(crate) enum BodyReadError {
+    /// The announced length, or what arrived so far, passed the limit.
+    TooLarge {
+        /// The length that passed it.
+        length: u64,
+    },
+    /// The connection failed mid-body.
+    Read(reqwest::Error),
+}
+
+/// Reads a response body, refusing it as soon as its announced length or
+/// what has arrived passes `limit` bytes.
+pub(crate) async fn read_body_within(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, BodyReadError> {
+    if let Some(length) = response.content_length().filter(|&length| length > limit) {
+        return Err(BodyReadError::TooLarge { length });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyReadError::Read)? {
+        let length = (body.len() as u64).saturating_add(chunk.len() as u64);
+        if length > limit {
+            return Err(BodyReadError::TooLarge { length });
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
+    Ok(body)
 }
 
 #[cfg(test)]

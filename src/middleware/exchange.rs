@@ -304,7 +304,7 @@ impl PartialSink for StoreSink {
                 checked.push((key, partial));
                 outcomes.push(None);
             } else {
-                self.store.record_refused(sender);
+                self.store.record_refused(sender, 1);
                 let error = SinkError::WrongSigningRoot {
                     key: Box::new(key),
                     share_index: partial.share_index,
@@ -346,9 +346,8 @@ impl PartialSink for StoreSink {
     }
 
     fn refused(&self, from_operator: u64, count: usize) {
-        for _ in 0..count {
-            self.store.record_refused(Source::Peer(from_operator));
-        }
+        self.store
+            .record_refused(Source::Peer(from_operator), count);
     }
 
     fn resend_requested(&self, from_operator: u64, min_slot: Slot) {

@@ -59,6 +59,7 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::api::client::{read_body_within, BodyReadError};
 use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
 use crate::api::types::PublicKeyBytes;
 use crate::beacon::proxy::{
@@ -524,23 +525,13 @@ impl Mapper {
                 "response body of {length} bytes or more exceeds the limit of {limit} bytes"
             ))
         };
-        if let Some(length) = upstream.content_length().filter(|&length| length > limit) {
-            return Err(too_large(length).into());
+        let read = read_body_within(&mut upstream, limit);
+        match tokio::time::timeout(self.config.timeout, read).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(BodyReadError::TooLarge { length })) => Err(too_large(length).into()),
+            Ok(Err(BodyReadError::Read(error))) => Err(self.proxy.classify(error).into()),
+            Err(_) => Err(self.proxy.timeout().into()),
         }
-        let read = async {
-            let mut body = Vec::new();
-            while let Some(chunk) = upstream.chunk().await.map_err(|e| self.proxy.classify(e))? {
-                let length = (body.len() as u64).saturating_add(chunk.len() as u64);
-                if length > limit {
-                    return Err(too_large(length));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        Ok(tokio::time::timeout(self.config.timeout, read)
-            .await
-            .map_err(|_| self.proxy.timeout())??)
     }
 }
 

@@ -17,6 +17,7 @@ use super::peer::{
     peer_signing_message, ItemOutcome, PartialItem, PartialsMessage, ResendRequest, MAX_BODY_BYTES,
     OPERATOR_HEADER, PARTIALS_PATH, RESEND_PATH, SIGNATURE_HEADER,
 };
+use crate::api::client::{read_body_within, BodyReadError};
 use crate::api::types::{ErrorMessage, GenericResponse};
 use crate::cluster::{ClusterLock, NodeIdentity};
 use crate::crypto::SecretKey;
@@ -546,18 +547,14 @@ fn is_transient(status: StatusCode) -> bool {
 
 /// Reads a reply body of at most `limit` bytes.
 async fn read_reply(response: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, String> {
-    let mut reply = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    read_body_within(response, limit)
         .await
-        .map_err(|error| format!("cannot read the reply: {}", error_chain(&error)))?
-    {
-        if (reply.len() as u64).saturating_add(chunk.len() as u64) > limit {
-            return Err(format!("the reply exceeds {limit} bytes"));
-        }
-        reply.extend_from_slice(&chunk);
-    }
-    Ok(reply)
+        .map_err(|error| match error {
+            BodyReadError::TooLarge { .. } => format!("the reply exceeds {limit} bytes"),
+            BodyReadError::Read(error) => {
+                format!("cannot read the reply: {}", error_chain(&error))
+            }
+        })
 }
 
 /// The outcomes of a 2xx reply, one per partial sent.

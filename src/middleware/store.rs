@@ -812,11 +812,12 @@ impl PartialStore {
 
     /// Counts a partial that the caller refused before it reached the store
     /// (e.g. a peer's partial over another signing root than the duty's) as
-    /// received and rejected for `sender`.
-    pub fn record_refused(&self, sender: Source) {
+    /// received and rejected for `sender`, `partials` times.
+    pub fn record_refused(&self, sender: Source, partials: usize) {
+        let partials = u64::try_from(partials).unwrap_or(u64::MAX);
         let mut inner = self.lock();
-        count(&mut inner.stats.received, sender);
-        count(&mut inner.stats.rejected, sender);
+        add(&mut inner.stats.received, sender, partials);
+        add(&mut inner.stats.rejected, sender, partials);
     }
 
     /// The duties held, in no particular order.
@@ -892,8 +893,12 @@ impl PartialStore {
 }
 
 fn count(counters: &mut BTreeMap<Source, u64>, sender: Source) {
+    add(counters, sender, 1);
+}
+
+fn add(counters: &mut BTreeMap<Source, u64>, sender: Source, by: u64) {
     let counter = counters.entry(sender).or_default();
-    *counter = counter.saturating_add(1);
+    *counter = counter.saturating_add(by);
 }
 
 #[cfg(test)]
