@@ -35,6 +35,7 @@ use crate::api::types::{
     BeaconCommitteeSubscription, ErrorMessage, IndexedFailure, SyncCommitteeSubscription,
 };
 use crate::api::{ApiError, BackendError};
+use crate::spec::signing::compute_epoch_at_slot;
 use crate::spec::{Epoch, ValidatorIndex};
 use crate::state::sync_committee::SyncPeriod;
 
@@ -364,7 +365,7 @@ fn check_beacon(
         let expected = cache.committees_per_slot();
         if item.committees_at_slot != expected {
             return Err(SubscriptionError::WrongCommitteesAtSlot {
-                epoch: item.slot / loaded.state.preset().SLOTS_PER_EPOCH.max(1),
+                epoch: compute_epoch_at_slot(item.slot, loaded.state.preset()),
                 given: item.committees_at_slot,
                 expected,
             });

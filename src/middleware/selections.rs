@@ -32,6 +32,7 @@ use crate::api::{BeaconNodeClient, ClientError};
 use crate::crypto::batch::decode_signatures;
 use crate::crypto::Signature;
 use crate::spec::selection::is_aggregator;
+use crate::spec::signing::compute_epoch_at_slot;
 use crate::spec::{Epoch, Slot, ValidatorIndex};
 
 /// The endpoint names used in logs and metrics.
@@ -396,7 +397,7 @@ impl Selections {
         let mut decisions = Vec::with_capacity(items.len());
         let mut failures = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            let epoch = item.slot / preset.SLOTS_PER_EPOCH.max(1);
+            let epoch = compute_epoch_at_slot(item.slot, preset);
             let list = match committees.entry(epoch) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use crate::api::types::{AttesterDuty, SyncDuty as WireSyncDuty};
+use crate::spec::signing::compute_epoch_at_slot;
 use crate::spec::{CommitteeIndex, Epoch, Preset, Slot, ValidatorIndex};
 
 /// Why a duty from the beacon node is refused.
@@ -89,8 +90,7 @@ impl AttestationDuty {
         epoch: Epoch,
         preset: &Preset,
     ) -> Result<Self, DutyError> {
-        let slots_per_epoch = preset.SLOTS_PER_EPOCH.max(1);
-        if duty.slot / slots_per_epoch != epoch {
+        if compute_epoch_at_slot(duty.slot, preset) != epoch {
             return Err(DutyError::SlotOutsideEpoch {
                 validator_index: duty.validator_index,
                 slot: duty.slot,

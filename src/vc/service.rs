@@ -46,6 +46,7 @@ use crate::api::client::ClientConfig;
 use crate::api::{BeaconNodeClient, ChainInfo, ChainInfoError, ClientError};
 use crate::cluster::ClusterLock;
 use crate::crypto::{PublicKey, Signature};
+use crate::spec::signing::compute_epoch_at_slot;
 use crate::spec::time::{unix_now, SlotClock, SlotClockError};
 use crate::spec::{Epoch, Fork, Preset, Root, Slot, ValidatorIndex};
 
@@ -500,7 +501,7 @@ impl Vc {
     }
 
     pub(super) fn epoch_of(&self, slot: Slot) -> Epoch {
-        slot / self.preset().SLOTS_PER_EPOCH.max(1)
+        compute_epoch_at_slot(slot, self.preset())
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
