@@ -798,6 +798,25 @@ impl Run {
             .collect()
     }
 
+    /// Every duty but `victim`'s is decided as the oracle decides, and
+    /// `victim`'s failed at its slot for a reason containing `reason`.
+    fn assert_fails_alone(&self, victim: &AttestationCase, reason: &str) {
+        let decisions = self.vc.decisions();
+        let others = self.attestation_refs(Some(victim.validator_index));
+        assert_attestations_as_oracle(&decisions, &others, true);
+        let failed = self.failed(victim.validator_index);
+        assert!(
+            failed
+                .iter()
+                .any(|(slot, why)| *slot == victim.slot && why.contains(reason)),
+            "{failed:?}"
+        );
+        assert!(decisions
+            .iter()
+            .filter(|d| d.validator_index != victim.validator_index)
+            .all(|d| matches!(d.outcome, Outcome::Decided { .. })));
+    }
+
     fn failed(&self, validator_index: u64) -> Vec<(u64, String)> {
         self.vc
             .decisions()
@@ -850,23 +869,7 @@ async fn an_answer_left_out_fails_that_validator_alone() {
         Fault::LeaveOut(victim.validator_index),
     )
     .await;
-    let decisions = run.vc.decisions();
-    assert_attestations_as_oracle(
-        &decisions,
-        &run.attestation_refs(Some(victim.validator_index)),
-        true,
-    );
-    let failed = run.failed(victim.validator_index);
-    assert!(
-        failed
-            .iter()
-            .any(|(slot, reason)| *slot == victim.slot && reason.contains("no answer")),
-        "{failed:?}"
-    );
-    assert!(decisions
-        .iter()
-        .filter(|d| d.validator_index != victim.validator_index)
-        .all(|d| matches!(d.outcome, Outcome::Decided { .. })));
+    run.assert_fails_alone(&victim, "no answer");
     let logged = log_lines(
         &run.name,
         &[
@@ -897,17 +900,9 @@ async fn a_proof_of_another_slot_does_not_verify_and_fails_that_validator_alone(
         Fault::OtherSlotProof(victim.validator_index),
     )
     .await;
-    let decisions = run.vc.decisions();
-    assert_attestations_as_oracle(
-        &decisions,
-        &run.attestation_refs(Some(victim.validator_index)),
-        true,
-    );
-    let failed = run.failed(victim.validator_index);
-    assert!(
-        failed.iter().any(|(slot, reason)| *slot == victim.slot
-            && reason.contains("does not verify against the validator's public key")),
-        "{failed:?}"
+    run.assert_fails_alone(
+        &victim,
+        "does not verify against the validator's public key",
     );
     assert_eq!(
         run.vc.selection_proof(victim.slot, victim.validator_index),
