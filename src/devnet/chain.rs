@@ -9,14 +9,14 @@
 //! of every later epoch are exactly those of such a chain; nothing else a
 //! block would change (attestations, rewards, deposits) happens.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use crate::api::filters::Limits;
 use crate::beacon::backend::LoadedState;
 use crate::beacon::sidecar::{Sidecar, SidecarConfig, SidecarError, SidecarSource};
 use crate::spec::time::{unix_now, SlotClock};
 use crate::spec::{ChainSpec, ForkName, Slot};
-use crate::state::{interop_genesis_state, AdvanceError, BeaconState, GenesisError};
+use crate::state::{interop_genesis_state, AdvanceError, GenesisError};
 
 /// Why the chain could not start or advance.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,9 @@ pub enum ChainError {
         /// Why.
         source: AdvanceError,
     },
+    /// The beacon node holds no state (it always does once started).
+    #[error("the devnet's beacon node holds no state: {0}")]
+    NoState(String),
     /// The committees of the advanced state could not be computed.
     #[error("cannot compute the committees at slot {slot}: {reason}")]
     Committees {
@@ -45,10 +48,9 @@ pub enum ChainError {
     },
 }
 
-/// The devnet's chain and the beacon node serving it.
+/// The devnet's chain: the beacon node serving it holds its one state.
 pub struct DevnetChain {
     node: Sidecar,
-    state: Mutex<BeaconState>,
 }
 
 /// A task moving a chain along the slot clock; dropping it stops it.
@@ -82,15 +84,12 @@ impl DevnetChain {
         };
         let node = Sidecar::start(SidecarConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            source: SidecarSource::State(Box::new(genesis.clone())),
+            source: SidecarSource::State(Box::new(genesis)),
             spec,
             limits: Limits::default(),
         })
         .await?;
-        Ok(DevnetChain {
-            node,
-            state: Mutex::new(genesis),
-        })
+        Ok(DevnetChain { node })
     }
 
     /// The beacon node's base URL.
@@ -103,43 +102,49 @@ impl DevnetChain {
         &self.node
     }
 
-    /// The chain's state now.
-    pub fn state(&self) -> BeaconState {
-        self.lock().clone()
+    /// The chain's state now, with its committees.
+    pub fn loaded(&self) -> Result<Arc<LoadedState>, ChainError> {
+        self.node
+            .backend()
+            .loaded()
+            .map_err(|error| ChainError::NoState(error.to_string()))
     }
 
     /// Moves the chain through empty slots to `slot` and serves that state.
-    pub async fn advance_to(&self, slot: Slot) -> Result<BeaconState, ChainError> {
-        let mut state = self.state();
-        let advanced = tokio::task::spawn_blocking(move || {
+    pub async fn advance_to(&self, slot: Slot) -> Result<Arc<LoadedState>, ChainError> {
+        let current = self.loaded()?;
+        if current.state.slot() == slot {
+            return Ok(current);
+        }
+        let mut state = current.state.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
             state
                 .advance_empty_slots(slot)
                 .map_err(|source| ChainError::Advance { slot, source })?;
-            let loaded = LoadedState::new(state.clone()).map_err(|e| ChainError::Committees {
+            LoadedState::new(state).map_err(|e| ChainError::Committees {
                 slot,
                 reason: e.to_string(),
-            })?;
-            Ok::<_, ChainError>((state, loaded))
+            })
         })
         .await
         .map_err(|e| ChainError::Committees {
             slot,
             reason: e.to_string(),
         })??;
-        let (state, loaded) = advanced;
-        *self.lock() = state.clone();
         self.node.backend().set_state(loaded);
-        Ok(state)
+        self.loaded()
     }
 
     /// Moves the chain to each slot a quarter of a slot before it starts,
     /// as a beacon node advances its head state ahead of the slot, so that
     /// clients asking at a slot's start find the chain there.
-    pub fn follow_clock(self: &std::sync::Arc<Self>, clock: SlotClock) -> ChainTicker {
-        let chain = std::sync::Arc::clone(self);
+    pub fn follow_clock(self: &Arc<Self>, clock: SlotClock) -> ChainTicker {
+        let chain = Arc::clone(self);
         let lead = clock.slot_duration() / 4;
         ChainTicker(tokio::spawn(async move {
-            let mut slot = chain.state().slot();
+            let Ok(mut slot) = chain.loaded().map(|loaded| loaded.state.slot()) else {
+                return;
+            };
             loop {
                 slot = slot.saturating_add(1);
                 let at = clock.slot_start(slot).saturating_sub(lead);
@@ -150,11 +155,5 @@ impl DevnetChain {
                 }
             }
         }))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BeaconState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -274,10 +274,10 @@ impl Run<'_> {
     ) -> Result<(), DevnetError> {
         for slot in 0..self.slots {
             wait_until(self.clock.slot_start(slot)).await;
-            let state = self.chain.advance_to(slot).await?;
+            let loaded = self.chain.advance_to(slot).await?;
             if slot % self.slots_per_epoch == 0 {
                 let epoch = slot / self.slots_per_epoch;
-                report.add_truths(ground_truth(&state, epoch, &self.distributed)?);
+                report.add_truths(ground_truth(&loaded, epoch, &self.distributed)?);
                 let epochs = self.vcs.iter().map(|vc| vc.run_epoch(epoch));
                 futures_util::future::join_all(epochs).await;
             }
@@ -303,7 +303,11 @@ impl Run<'_> {
             wait_until(self.clock.slot_fraction(slot, 1, 2)).await;
             if slot < self.slots && slot % self.slots_per_epoch == 0 {
                 let epoch = slot / self.slots_per_epoch;
-                report.add_truths(ground_truth(&self.chain.state(), epoch, &self.distributed)?);
+                report.add_truths(ground_truth(
+                    &*self.chain.loaded()?,
+                    epoch,
+                    &self.distributed,
+                )?);
             }
             if let Some(previous) = slot.checked_sub(1) {
                 self.collect(report, previous, table);

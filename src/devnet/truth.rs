@@ -5,11 +5,11 @@
 //! attestation duty, the selection proof of the whole key, and the spec's
 //! `is_aggregator`; likewise for each sync subcommittee the validator sits in.
 
+use crate::beacon::backend::LoadedState;
 use crate::crypto::interop::interop_secret_key;
 use crate::spec::selection::{is_aggregator, is_sync_committee_aggregator};
 use crate::spec::signing::{selection_proof_signing_root, sync_selection_proof_signing_root};
 use crate::spec::{CommitteeIndex, Epoch, Slot, ValidatorIndex};
-use crate::state::epoch_caches::EpochCommittees;
 use crate::state::BeaconState;
 
 /// Why the ground truth of an epoch cannot be computed.
@@ -66,21 +66,18 @@ pub struct Truth {
     pub is_aggregator: bool,
 }
 
-/// The ground truth of `epoch` (the current epoch of `state`) for the
-/// distributed `validators`: one attestation duty each (when active), and
+/// The ground truth of `epoch` (the current epoch of the loaded state) for
+/// the distributed `validators`: one attestation duty each (when active), and
 /// one sync duty per slot of the epoch and subcommittee they sit in.
 pub fn ground_truth(
-    state: &BeaconState,
+    loaded: &LoadedState,
     epoch: Epoch,
     validators: &[ValidatorIndex],
 ) -> Result<Vec<Truth>, TruthError> {
+    let state = &loaded.state;
     let slot = state.slot();
-    let committees = EpochCommittees::from_state(state).map_err(|e| TruthError::Committees {
-        slot,
-        epoch,
-        reason: e.to_string(),
-    })?;
-    let cache = committees
+    let cache = loaded
+        .committees
         .for_epoch(epoch)
         .map_err(|e| TruthError::Committees {
             slot,
