@@ -108,6 +108,8 @@ async fn validator_indices(
     lock: &ClusterLock,
 ) -> Result<HashMap<ValidatorIndex, PublicKey>, ClientError> {
     let keys: Vec<PublicKey> = lock.validators.iter().map(|v| v.pubkey).collect();
+    let by_bytes: HashMap<[u8; 48], PublicKey> =
+        keys.iter().map(|key| (key.to_bytes(), *key)).collect();
     let mut indices = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(KEYS_PER_LOOKUP) {
         let ids: Vec<ValidatorId> = chunk
@@ -118,10 +120,7 @@ async fn validator_indices(
             .post_state_validators(StateId::Head, &ids, &[])
             .await?
         {
-            let known = chunk
-                .iter()
-                .find(|key| key.to_bytes() == record.validator.pubkey.0);
-            if let Some(key) = known {
+            if let Some(key) = by_bytes.get(&record.validator.pubkey.0) {
                 indices.insert(record.index, *key);
             }
         }
