@@ -148,7 +148,6 @@ pub struct ReportBuilder {
     operators: u64,
     truths: BTreeMap<DutyKey, Truth>,
     decisions: BTreeMap<DutyKey, BTreeMap<u64, SelectionDecision>>,
-    unexpected: u64,
     records: Vec<Record>,
 }
 
@@ -159,7 +158,6 @@ impl ReportBuilder {
             operators,
             truths: BTreeMap::new(),
             decisions: BTreeMap::new(),
-            unexpected: 0,
             records: Vec::new(),
         }
     }
@@ -218,14 +216,16 @@ impl ReportBuilder {
 
     /// Checks the subscriptions the beacon node received for the validators
     /// of the records, then totals everything.
-    pub fn finish(mut self, subscriptions: &[BeaconCommitteeSubscription]) -> DevnetReport {
-        self.unexpected = self
+    pub fn finish(self, subscriptions: &[BeaconCommitteeSubscription]) -> DevnetReport {
+        // Decisions left over for slots already reported had no duty to match.
+        let last_reported = self.records.iter().map(|r| r.slot).max();
+        let unexpected = self
             .decisions
             .keys()
-            .filter(|(slot, _, _)| self.records.iter().any(|r| r.slot >= *slot))
+            .filter(|(slot, _, _)| last_reported.is_some_and(|last| *slot <= last))
             .count() as u64;
         let mut summary = Summary {
-            unexpected_decisions: self.unexpected,
+            unexpected_decisions: unexpected,
             ..Summary::default()
         };
         let mut posted_true: BTreeMap<(Slot, ValidatorIndex), u64> = BTreeMap::new();
