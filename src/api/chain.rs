@@ -3,11 +3,15 @@
 //! state's fork, and what follows from them (the slot clock, the signing
 //! roots of both selection proofs).
 
+use super::attestation::AggregateAndProof;
 use super::client::{BeaconNodeClient, ClientError};
 use super::types::StateId;
-use crate::spec::signing::{selection_proof_signing_root, sync_selection_proof_signing_root};
+use crate::spec::signing::{
+    attestation_signing_root, compute_epoch_at_slot, selection_proof_signing_root,
+    sync_selection_proof_signing_root,
+};
 use crate::spec::time::{SlotClock, SlotClockError};
-use crate::spec::{ChainSpec, ConfigError, Fork, Root, Slot};
+use crate::spec::{AttestationData, ChainSpec, ConfigError, Fork, ForkName, Root, Slot};
 
 /// Why the chain information could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -80,5 +84,22 @@ impl ChainInfo {
             self.genesis_validators_root,
             &self.spec.preset,
         )
+    }
+
+    /// The signing root of an attestation of `data`.
+    pub fn attestation_signing_root(&self, data: &AttestationData) -> Root {
+        attestation_signing_root(data, &self.fork, self.genesis_validators_root)
+    }
+
+    /// The signing root of an `AggregateAndProof`.
+    pub fn aggregate_and_proof_signing_root(&self, message: &AggregateAndProof) -> Root {
+        message.signing_root(&self.fork, self.genesis_validators_root, &self.spec.preset)
+    }
+
+    /// The fork of the chain's schedule at `slot` (which decides the v1 or
+    /// v2 form of the attestation endpoints).
+    pub fn fork_at_slot(&self, slot: Slot) -> ForkName {
+        self.spec
+            .fork_name_at_epoch(compute_epoch_at_slot(slot, &self.spec.preset))
     }
 }

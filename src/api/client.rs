@@ -8,6 +8,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::attestation::{
+    Attestation, AttestationPhase0, SignedAggregateAndProof, SingleAttestation,
+};
 use super::types::{
     AttesterDuty, BeaconCommitteeSelection, BeaconCommitteeSubscription, CommitteeData,
     DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse, GenesisData, IndexedFailure,
@@ -15,7 +18,12 @@ use super::types::{
     SyncCommitteeSubscription, SyncDuty, SyncingData, ValidatorData, ValidatorId, ValidatorStatus,
     VersionData,
 };
-use crate::spec::{Epoch, Fork, ValidatorIndex};
+use crate::spec::{
+    AttestationData, CommitteeIndex, Epoch, Fork, ForkName, Root, Slot, ValidatorIndex,
+};
+
+/// The header naming the fork of a versioned request or reply body.
+pub const CONSENSUS_VERSION_HEADER: &str = "eth-consensus-version";
 
 /// Why a call to a beacon node failed.
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +378,92 @@ impl BeaconNodeClient {
             .await
     }
 
+    /// `GET /eth/v1/validator/attestation_data?slot&committee_index`.
+    pub async fn attestation_data(
+        &self,
+        slot: Slot,
+        committee_index: CommitteeIndex,
+    ) -> Result<AttestationData, ClientError> {
+        let path = format!(
+            "/eth/v1/validator/attestation_data?slot={slot}&committee_index={committee_index}"
+        );
+        Ok(self
+            .get_json::<GenericResponse<AttestationData>>(&path)
+            .await?
+            .data)
+    }
+
+    /// `POST /eth/v1/beacon/pool/attestations` (phase0 .. deneb attestations).
+    pub async fn post_attestations_v1(
+        &self,
+        attestations: &[AttestationPhase0],
+    ) -> Result<(), ClientError> {
+        self.post_no_content("/eth/v1/beacon/pool/attestations", attestations)
+            .await
+    }
+
+    /// `POST /eth/v2/beacon/pool/attestations` with `Eth-Consensus-Version`:
+    /// electra's `SingleAttestation`s.
+    pub async fn post_attestations_v2(
+        &self,
+        fork: ForkName,
+        attestations: &[SingleAttestation],
+    ) -> Result<(), ClientError> {
+        self.post_versioned("/eth/v2/beacon/pool/attestations", fork, attestations)
+            .await
+    }
+
+    /// `GET /eth/v1/validator/aggregate_attestation?attestation_data_root&slot`
+    /// (phase0 .. deneb).
+    pub async fn aggregate_attestation_v1(
+        &self,
+        attestation_data_root: Root,
+        slot: Slot,
+    ) -> Result<AttestationPhase0, ClientError> {
+        let path = format!(
+            "/eth/v1/validator/aggregate_attestation?attestation_data_root={attestation_data_root}&slot={slot}"
+        );
+        Ok(self
+            .get_json::<GenericResponse<AttestationPhase0>>(&path)
+            .await?
+            .data)
+    }
+
+    /// `GET /eth/v2/validator/aggregate_attestation?attestation_data_root&slot&committee_index`.
+    pub async fn aggregate_attestation_v2(
+        &self,
+        attestation_data_root: Root,
+        slot: Slot,
+        committee_index: CommitteeIndex,
+    ) -> Result<Attestation, ClientError> {
+        let path = format!(
+            "/eth/v2/validator/aggregate_attestation?attestation_data_root={attestation_data_root}&slot={slot}&committee_index={committee_index}"
+        );
+        Ok(self
+            .get_json::<GenericResponse<Attestation>>(&path)
+            .await?
+            .data)
+    }
+
+    /// `POST /eth/v1/validator/aggregate_and_proofs` (phase0 .. deneb aggregates).
+    pub async fn post_aggregate_and_proofs_v1(
+        &self,
+        aggregates: &[SignedAggregateAndProof],
+    ) -> Result<(), ClientError> {
+        self.post_no_content("/eth/v1/validator/aggregate_and_proofs", aggregates)
+            .await
+    }
+
+    /// `POST /eth/v2/validator/aggregate_and_proofs` with `Eth-Consensus-Version`.
+    pub async fn post_aggregate_and_proofs_v2(
+        &self,
+        fork: ForkName,
+        aggregates: &[SignedAggregateAndProof],
+    ) -> Result<(), ClientError> {
+        self.post_versioned("/eth/v2/validator/aggregate_and_proofs", fork, aggregates)
+            .await
+    }
+
     /// `GET /eth/v2/debug/beacon/states/{state_id}` as SSZ.
     pub async fn debug_state_ssz(&self, state_id: StateId) -> Result<SszState, ClientError> {
         let url = self.url(&format!("/eth/v2/debug/beacon/states/{state_id}"));
@@ -420,6 +514,25 @@ impl BeaconNodeClient {
     ) -> Result<(), ClientError> {
         let url = self.url(path);
         let request = self.http.post(&url).json(body).timeout(self.config.timeout);
+        let response = send("POST", &url, request).await?;
+        read_limited("POST", &url, response, self.config.max_json_bytes).await?;
+        Ok(())
+    }
+
+    /// [`Self::post_no_content`] with the body's fork in `Eth-Consensus-Version`.
+    async fn post_versioned<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        fork: ForkName,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let request = self
+            .http
+            .post(&url)
+            .header(CONSENSUS_VERSION_HEADER, fork.as_str())
+            .json(body)
+            .timeout(self.config.timeout);
         let response = send("POST", &url, request).await?;
         read_limited("POST", &url, response, self.config.max_json_bytes).await?;
         Ok(())

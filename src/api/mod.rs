@@ -1,10 +1,12 @@
 //! Beacon API surface of the project: wire types with serde in Beacon API
-//! conventions ([`types`]), error bodies ([`error`]), the
+//! conventions ([`types`]), the attester and aggregator duties' objects in
+//! JSON and SSZ ([`attestation`]), error bodies ([`error`]), the
 //! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
 //! ([`filters`]), a typed HTTP client ([`client`]) and what a client learns
 //! of the chain from it ([`chain`]).
 
+pub mod attestation;
 pub mod backend;
 pub mod chain;
 pub mod client;

@@ -16,48 +16,8 @@ pub const SIGNATURE_BYTES_LEN: usize = 96;
 /// Length of a compressed BLS public key (a G1 point).
 pub const PUBLIC_KEY_BYTES_LEN: usize = 48;
 
-/// `[u8; N]` as `0x`-prefixed hex: lower case out, either case in.
-mod hex_array {
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer, const N: usize>(
-        bytes: &[u8; N],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&serde_utils::hex::encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
-        deserializer: D,
-    ) -> Result<[u8; N], D::Error> {
-        // Owned, since a JSON string with escapes cannot be borrowed.
-        let text = String::deserialize(deserializer)?;
-        super::parse_hex_array(&text).map_err(D::Error::custom)
-    }
-}
-
-/// Parses `0x`-prefixed hex of exactly `N` bytes (either letter case).
-fn parse_hex_array<const N: usize>(text: &str) -> Result<[u8; N], String> {
-    let digits = text
-        .strip_prefix("0x")
-        .ok_or_else(|| format!("hex must start with 0x, got {:?}", truncated(text)))?;
-    if digits.len() != 2 * N {
-        return Err(format!(
-            "expected {N} bytes ({} hex digits) after 0x, got {} hex digits",
-            2 * N,
-            digits.len()
-        ));
-    }
-    let mut bytes = [0u8; N];
-    hex::decode_to_slice(digits, &mut bytes).map_err(|e| format!("invalid hex: {e}"))?;
-    Ok(bytes)
-}
-
-/// The start of an untrusted string, short enough for an error message.
-fn truncated(text: &str) -> String {
-    text.chars().take(16).collect()
-}
+use crate::spec::hex::root as hex_root;
+use crate::spec::hex::{array as hex_array, parse_hex_array, truncated};
 
 macro_rules! hex_bytes_newtype {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
@@ -105,20 +65,6 @@ hex_bytes_newtype!(
     PUBLIC_KEY_BYTES_LEN
 );
 
-/// `0x` hex for a 32-byte root (`Root` is alloy's `B256`).
-mod hex_root {
-    use super::Root;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(root: &Root, serializer: S) -> Result<S::Ok, S::Error> {
-        super::hex_array::serialize(&root.0, serializer)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Root, D::Error> {
-        super::hex_array::deserialize::<D, 32>(deserializer).map(Root::from)
-    }
-}
-
 /// Optional variant of [`hex_root`], for `dependent_root` that old nodes omit.
 mod hex_root_option {
     use super::Root;
@@ -135,7 +81,7 @@ mod hex_root_option {
         deserializer: D,
     ) -> Result<Option<Root>, D::Error> {
         #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "super::hex_root")] Root);
+        struct Wrapped(#[serde(with = "crate::spec::hex::root")] Root);
         Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
     }
 }
@@ -339,7 +285,7 @@ pub struct GenesisData {
     #[serde(with = "hex_root")]
     pub genesis_validators_root: Root,
     /// `GENESIS_FORK_VERSION`.
-    #[serde(with = "hex_array")]
+    #[serde(with = "crate::spec::hex::array")]
     pub genesis_fork_version: Version,
 }
 
@@ -347,10 +293,10 @@ pub struct GenesisData {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkResponseData {
     /// `fork.previous_version`.
-    #[serde(with = "hex_array")]
+    #[serde(with = "crate::spec::hex::array")]
     pub previous_version: Version,
     /// `fork.current_version`.
-    #[serde(with = "hex_array")]
+    #[serde(with = "crate::spec::hex::array")]
     pub current_version: Version,
     /// `fork.epoch`.
     #[serde(with = "quoted_u64")]

@@ -208,6 +208,16 @@ impl ChainSpec {
         self
     }
 
+    /// The fork active at `epoch`: the last one scheduled at or before it.
+    pub fn fork_name_at_epoch(&self, epoch: Epoch) -> ForkName {
+        self.forks
+            .iter()
+            .filter(|(_, _, activation)| *activation <= epoch)
+            .map(|(name, _, _)| *name)
+            .max()
+            .unwrap_or(ForkName::Phase0)
+    }
+
     /// The version and activation epoch of `fork` in this configuration.
     pub fn fork_schedule(&self, fork: ForkName) -> Option<(Version, Epoch)> {
         self.forks
@@ -404,6 +414,7 @@ impl ChainSpec {
         for (key, domain) in [
             ("DOMAIN_BEACON_ATTESTER", DOMAIN_BEACON_ATTESTER),
             ("DOMAIN_SELECTION_PROOF", DOMAIN_SELECTION_PROOF),
+            ("DOMAIN_AGGREGATE_AND_PROOF", DOMAIN_AGGREGATE_AND_PROOF),
             (
                 "DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF",
                 DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
@@ -539,6 +550,8 @@ fn apply_preset_overrides(preset: &mut Preset, map: &ConfigMap) -> Result<(), Co
 
 /// `DOMAIN_BEACON_ATTESTER`.
 pub const DOMAIN_BEACON_ATTESTER: DomainType = [1, 0, 0, 0];
+/// `DOMAIN_AGGREGATE_AND_PROOF`.
+pub const DOMAIN_AGGREGATE_AND_PROOF: DomainType = [6, 0, 0, 0];
 /// `DOMAIN_SELECTION_PROOF`.
 pub const DOMAIN_SELECTION_PROOF: DomainType = [5, 0, 0, 0];
 /// `DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF`.
@@ -547,6 +560,12 @@ pub const DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF: DomainType = [8, 0, 0, 0];
 pub const DOMAIN_BEACON_PROPOSER: DomainType = [0, 0, 0, 0];
 /// `DOMAIN_SYNC_COMMITTEE`: seeds sync committee selection.
 pub const DOMAIN_SYNC_COMMITTEE: DomainType = [7, 0, 0, 0];
+
+/// `MAX_VALIDATORS_PER_COMMITTEE`: the same in the mainnet and minimal presets.
+pub const MAX_VALIDATORS_PER_COMMITTEE: u64 = 2048;
+/// `ATTESTATION_PROPAGATION_SLOT_RANGE` (p2p): how many slots an attestation
+/// or aggregate stays valid for gossip.
+pub const ATTESTATION_PROPAGATION_SLOT_RANGE: u64 = 32;
 
 /// `MAX_EFFECTIVE_BALANCE` in Gwei (32 ETH): the cap of balance-weighted
 /// selection up to deneb. The same in the mainnet and minimal presets.

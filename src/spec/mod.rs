@@ -6,6 +6,7 @@
 //!   standard `config.yaml` or the JSON of `GET /eth/v1/config/spec`.
 //! - [`primitives`]: the small consensus types (`Slot`, `Epoch`, `Root`,
 //!   `Version`, `Fork`, ...) shared by every module.
+//! - [`hex`]: `0x` hex serde of byte arrays and roots (the Beacon API's JSON).
 //! - [`signing`]: `compute_domain`, `get_domain`, `compute_signing_root` and
 //!   the signing roots of the two selection proofs.
 //! - [`selection`]: `is_aggregator`, `is_sync_committee_aggregator` and the
@@ -14,6 +15,7 @@
 //!   a slot starts); the caller supplies the moment.
 
 pub mod config;
+pub mod hex;
 pub mod primitives;
 pub mod selection;
 pub mod signing;

@@ -1,5 +1,7 @@
 //! Consensus primitives: the names a spec reader expects, as Rust types.
 
+use serde::{Deserialize, Serialize};
+use serde_utils::quoted_u64::require_quotes as quoted_u64;
 use ssz_derive::{Decode, Encode};
 use tree_hash_derive::TreeHash;
 
@@ -52,4 +54,53 @@ pub struct SigningData {
 pub struct SyncAggregatorSelectionData {
     pub slot: Slot,
     pub subcommittee_index: u64,
+}
+
+/// The `Checkpoint` container: an epoch and the block root at its start.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Encode,
+    Decode,
+    TreeHash,
+    Serialize,
+    Deserialize,
+)]
+pub struct Checkpoint {
+    #[serde(with = "quoted_u64")]
+    pub epoch: Epoch,
+    #[serde(with = "super::hex::root")]
+    pub root: Root,
+}
+
+/// The `AttestationData` container: what an attestation votes for. From
+/// electra on, `index` is always 0 (the committee travels beside the data).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Encode,
+    Decode,
+    TreeHash,
+    Serialize,
+    Deserialize,
+)]
+pub struct AttestationData {
+    #[serde(with = "quoted_u64")]
+    pub slot: Slot,
+    #[serde(with = "quoted_u64")]
+    pub index: CommitteeIndex,
+    #[serde(with = "super::hex::root")]
+    pub beacon_block_root: Root,
+    pub source: Checkpoint,
+    pub target: Checkpoint,
 }

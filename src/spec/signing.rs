@@ -1,12 +1,15 @@
 //! Domains and signing roots (`compute_domain`, `get_domain`,
-//! `compute_signing_root`), and the signing roots of the two selection proofs a
-//! distributed validator must combine.
+//! `compute_signing_root`), and the signing roots of what a distributed
+//! validator combines: the two selection proofs and the attestation (the
+//! `AggregateAndProof`'s is beside its container, in `api::attestation`).
 
 use tree_hash::TreeHash;
 
-use super::config::{Preset, DOMAIN_SELECTION_PROOF, DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF};
+use super::config::{
+    Preset, DOMAIN_BEACON_ATTESTER, DOMAIN_SELECTION_PROOF, DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF,
+};
 use super::primitives::{
-    Domain, DomainType, Epoch, Fork, ForkData, Root, SigningData, Slot,
+    AttestationData, Domain, DomainType, Epoch, Fork, ForkData, Root, SigningData, Slot,
     SyncAggregatorSelectionData, Version,
 };
 
@@ -98,4 +101,20 @@ pub fn sync_selection_proof_signing_root(
         subcommittee_index,
     };
     compute_signing_root(&data, domain)
+}
+
+/// The signing root of an attestation (`get_attestation_signature`): the
+/// `AttestationData` under `DOMAIN_BEACON_ATTESTER` of its target epoch.
+pub fn attestation_signing_root(
+    data: &AttestationData,
+    fork: &Fork,
+    genesis_validators_root: Root,
+) -> Root {
+    let domain = get_domain(
+        fork,
+        genesis_validators_root,
+        DOMAIN_BEACON_ATTESTER,
+        data.target.epoch,
+    );
+    compute_signing_root(data, domain)
 }

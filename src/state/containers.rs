@@ -12,6 +12,7 @@ use tree_hash::{PackedEncoding, TreeHash, TreeHashType};
 use tree_hash_derive::TreeHash;
 
 use super::preset::StatePreset;
+pub use crate::spec::{AttestationData, Checkpoint};
 use crate::spec::{Epoch, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
 
 /// The length of a BLS public key (`BLSPubkey`).
@@ -112,23 +113,6 @@ pub struct Eth1Data {
     pub deposit_root: Root,
     pub deposit_count: u64,
     pub block_hash: Root,
-}
-
-/// `Checkpoint`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode, TreeHash)]
-pub struct Checkpoint {
-    pub epoch: Epoch,
-    pub root: Root,
-}
-
-/// `AttestationData`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode, TreeHash)]
-pub struct AttestationData {
-    pub slot: Slot,
-    pub index: u64,
-    pub beacon_block_root: Root,
-    pub source: Checkpoint,
-    pub target: Checkpoint,
 }
 
 /// `PendingAttestation` (phase0 only).
