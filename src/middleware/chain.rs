@@ -34,19 +34,23 @@ impl ChainView {
         self.validators.get(&index).copied()
     }
 
-    /// The signing root of a duty's selection proof.
-    pub fn signing_root(&self, kind: DutyKind, slot: Slot) -> Root {
+    /// The signing root of a selection proof duty; `None` for the kinds
+    /// whose root depends on agreed data (attestations, aggregates), which
+    /// their own components compute.
+    pub fn selection_signing_root(&self, kind: DutyKind, slot: Slot) -> Option<Root> {
         match kind {
-            DutyKind::AttestationSelection => self.info.selection_proof_signing_root(slot),
-            DutyKind::SyncSelection { subcommittee_index } => self
-                .info
-                .sync_selection_proof_signing_root(slot, subcommittee_index),
+            DutyKind::AttestationSelection => Some(self.info.selection_proof_signing_root(slot)),
+            DutyKind::SyncSelection { subcommittee_index } => Some(
+                self.info
+                    .sync_selection_proof_signing_root(slot, subcommittee_index),
+            ),
+            DutyKind::Attestation | DutyKind::AggregateAndProof => None,
         }
     }
 
-    /// The signing root of `key`'s selection proof.
-    pub fn duty_signing_root(&self, key: &DutyKey) -> Root {
-        self.signing_root(key.kind, key.slot)
+    /// The signing root of `key`'s selection proof (`None` for other kinds).
+    pub fn duty_signing_root(&self, key: &DutyKey) -> Option<Root> {
+        self.selection_signing_root(key.kind, key.slot)
     }
 }
 

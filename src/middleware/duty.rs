@@ -1,6 +1,7 @@
-//! What the middleware combines: the duty a partial selection proof belongs
-//! to ([`DutyKey`]), where a partial came from ([`Source`]) and the partial
-//! itself ([`Partial`]).
+//! What the middleware combines: the duty a partial signature belongs to
+//! ([`DutyKey`]: a selection proof, an attestation or an `AggregateAndProof`
+//! of one validator at one slot), where a partial came from ([`Source`]) and
+//! the partial itself ([`Partial`]).
 //!
 //! A duty names its validator by the group public key, not by the validator
 //! index: the cluster lock and the peer protocol know validators by key, and
@@ -11,7 +12,7 @@ use std::fmt;
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::{Root, Slot};
 
-/// The kind of selection proof a duty asks for.
+/// What a duty's signature signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DutyKind {
     /// `get_slot_signature`: an attestation aggregator selection proof.
@@ -22,6 +23,23 @@ pub enum DutyKind {
         /// The sync subcommittee the proof selects for.
         subcommittee_index: u64,
     },
+    /// An attestation: the agreed `AttestationData` of the validator's
+    /// committee (`get_attestation_signature`).
+    Attestation,
+    /// The validator's `AggregateAndProof`: the agreed aggregate and its
+    /// combined selection proof (`get_aggregate_and_proof_signature`).
+    AggregateAndProof,
+}
+
+impl DutyKind {
+    /// Whether this is a selection proof, which a VC asks for and decides on
+    /// (the other kinds are published to the beacon node once combined).
+    pub fn is_selection(&self) -> bool {
+        matches!(
+            self,
+            DutyKind::AttestationSelection | DutyKind::SyncSelection { .. }
+        )
+    }
 }
 
 /// One selection proof to combine: its kind, the validator (group key) and the slot.
@@ -45,6 +63,24 @@ impl DutyKey {
         }
     }
 
+    /// The attestation duty of `validator` at `slot`.
+    pub fn attestation_signature(validator: PublicKey, slot: Slot) -> Self {
+        Self {
+            kind: DutyKind::Attestation,
+            validator,
+            slot,
+        }
+    }
+
+    /// The aggregation duty of `validator` at `slot`.
+    pub fn aggregate_and_proof(validator: PublicKey, slot: Slot) -> Self {
+        Self {
+            kind: DutyKind::AggregateAndProof,
+            validator,
+            slot,
+        }
+    }
+
     /// The sync selection duty of `validator` at `slot` for `subcommittee_index`.
     pub fn sync(validator: PublicKey, slot: Slot, subcommittee_index: u64) -> Self {
         Self {
@@ -62,6 +98,8 @@ impl fmt::Display for DutyKey {
             DutyKind::SyncSelection { subcommittee_index } => {
                 write!(f, "sync selection (subcommittee {subcommittee_index})")?
             }
+            DutyKind::Attestation => write!(f, "attestation")?,
+            DutyKind::AggregateAndProof => write!(f, "aggregate and proof")?,
         }
         write!(f, " of validator {} at slot {}", self.validator, self.slot)
     }
@@ -87,7 +125,7 @@ impl fmt::Display for Source {
     }
 }
 
-/// A partial selection proof: the signature of `signing_root` by the key share `share_index`.
+/// A partial signature: the signature of `signing_root` by the key share `share_index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Partial {
     /// The share index (1..=n) whose key share signed.

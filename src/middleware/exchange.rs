@@ -20,13 +20,13 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::chain::ChainState;
+use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, Partial, Source};
 use super::metrics::Metrics;
 use super::peer::{ItemOutcome, PartialItem, PartialSink};
 use super::peer_client::{PeerClient, PeerError};
 use super::store::{InsertOutcome, PartialStore, StoreError};
-use crate::spec::Slot;
+use crate::spec::{Root, Slot};
 
 /// A partial of the store as the peer protocol carries it.
 pub fn to_item(key: &DutyKey, partial: &Partial) -> PartialItem {
@@ -233,28 +233,49 @@ fn log_refusals(operator: u64, outcomes: &[ItemOutcome], items: &[PartialItem], 
     }
 }
 
+/// The signing root this node computes for a duty that is not a selection
+/// (whose root the [`ChainView`] gives): an attestation's or an
+/// aggregate's, which depend on what the cluster agreed.
+pub trait DutyRoots: Send + Sync {
+    /// The root `key`'s partials must sign, or `None` while this node cannot
+    /// know it (its agreement on the duty's data has not decided yet).
+    fn expected_root(&self, view: &ChainView, key: &DutyKey) -> Option<Root>;
+}
+
+/// [`DutyRoots`] for a node that combines selection proofs only.
+pub struct SelectionsOnly;
+
+impl DutyRoots for SelectionsOnly {
+    fn expected_root(&self, _view: &ChainView, _key: &DutyKey) -> Option<Root> {
+        None
+    }
+}
+
 /// The [`PartialSink`] of a middleware node: peers' partials go into the
 /// store once each is shown to sign its duty's signing root.
 pub struct StoreSink {
     store: Arc<PartialStore>,
     chain: Arc<ChainState>,
     exchange: Arc<Exchange>,
+    roots: Arc<dyn DutyRoots>,
     runtime: tokio::runtime::Handle,
 }
 
 impl StoreSink {
-    /// A sink into `store`; re-sends run on `runtime` (the sink is called
-    /// off the async workers).
+    /// A sink into `store`, checking roots with the view and `roots`;
+    /// re-sends run on `runtime` (the sink is called off the async workers).
     pub fn new(
         store: Arc<PartialStore>,
         chain: Arc<ChainState>,
         exchange: Arc<Exchange>,
+        roots: Arc<dyn DutyRoots>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
             store,
             chain,
             exchange,
+            roots,
             runtime,
         }
     }
@@ -299,22 +320,31 @@ impl PartialSink for StoreSink {
         let mut refusals: Vec<String> = Vec::new();
         for item in &items {
             let (key, partial) = from_item(item);
-            let expected = view.duty_signing_root(&key);
-            if partial.signing_root == expected {
-                checked.push((key, partial));
-                outcomes.push(None);
-            } else {
-                self.store.record_refused(sender, 1);
-                let error = SinkError::WrongSigningRoot {
-                    key: Box::new(key),
-                    share_index: partial.share_index,
-                    received: partial.signing_root,
-                    expected,
-                };
-                refusals.push(error.to_string());
-                outcomes.push(Some(ItemOutcome::Rejected {
-                    message: error.to_string(),
-                }));
+            let expected = view
+                .duty_signing_root(&key)
+                .or_else(|| self.roots.expected_root(&view, &key));
+            match expected {
+                Some(expected) if expected != partial.signing_root => {
+                    self.store.record_refused(sender, 1);
+                    let error = SinkError::WrongSigningRoot {
+                        key: Box::new(key),
+                        share_index: partial.share_index,
+                        received: partial.signing_root,
+                        expected,
+                    };
+                    refusals.push(error.to_string());
+                    outcomes.push(Some(ItemOutcome::Rejected {
+                        message: error.to_string(),
+                    }));
+                }
+                // The root is right, or not known here yet (the agreement on
+                // the duty's data has not decided): the store still verifies
+                // the partial against its share, and a combination is
+                // checked against the agreed root before it is published.
+                _ => {
+                    checked.push((key, partial));
+                    outcomes.push(None);
+                }
             }
         }
         let mut stored = self.store.insert_batch(&checked, sender).into_iter();

@@ -1,6 +1,8 @@
 //! The middleware's Prometheus metrics: counters of VC requests and items by
-//! outcome and of peer sends, the peers' reachability, and the partial
-//! store's own counters, rendered in the Prometheus text exposition format
+//! outcome and of peer sends, the peers' reachability, the attestation and
+//! aggregation duties (agreed, combined, published, failed and why; the
+//! latency from slot start to publication), agreement rounds, and the
+//! partial store's own counters, rendered in the Prometheus text exposition format
 //! (version 0.0.4) for `GET /metrics`.
 //!
 //! Every label value comes from a fixed set (endpoint and outcome names) or
@@ -59,8 +61,67 @@ impl ItemResult {
     }
 }
 
+/// What a duty that the middleware publishes went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DutyEvent {
+    /// The cluster agreed on what to sign (one per agreement instance).
+    Agreed,
+    /// The partials were combined and verified against the group key.
+    Combined,
+    /// Sent to the beacon node, which accepted it.
+    Published,
+    /// Not published, for the reason given.
+    Failed(FailReason),
+}
+
+/// Why a combined duty was not published (a fixed set, as metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailReason {
+    /// The beacon node answered with an error status.
+    BeaconNodeRefused,
+    /// The beacon node could not be reached or timed out.
+    BeaconNodeUnreachable,
+    /// This node has no duty, agreement or agreed object to build it from.
+    NothingToBuild,
+    /// The combined signature signs another root than the agreed one.
+    RootMismatch,
+    /// The agreement did not decide in time.
+    NotAgreed,
+}
+
+impl DutyEvent {
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            DutyEvent::Agreed => ("agreed", ""),
+            DutyEvent::Combined => ("combined", ""),
+            DutyEvent::Published => ("published", ""),
+            DutyEvent::Failed(reason) => (
+                "failed",
+                match reason {
+                    FailReason::BeaconNodeRefused => "beacon_node_refused",
+                    FailReason::BeaconNodeUnreachable => "beacon_node_unreachable",
+                    FailReason::NothingToBuild => "nothing_to_build",
+                    FailReason::RootMismatch => "root_mismatch",
+                    FailReason::NotAgreed => "not_agreed",
+                },
+            ),
+        }
+    }
+}
+
+/// Time from a slot's start to a duty's publication, by duty.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Latency {
+    count: u64,
+    sum_seconds: f64,
+    max_seconds: f64,
+}
+
 #[derive(Default)]
 struct Counters {
+    duty_events: BTreeMap<(&'static str, DutyEvent), u64>,
+    publish_latency: BTreeMap<&'static str, Latency>,
+    agreement_rounds: BTreeMap<(&'static str, u64), u64>,
     requests: BTreeMap<(&'static str, RequestOutcome), u64>,
     items: BTreeMap<(&'static str, ItemResult), u64>,
     peer_up: BTreeMap<u64, bool>,
@@ -115,6 +176,38 @@ impl Metrics {
         );
     }
 
+    /// Counts `count` duties of kind `duty` (`attestation`, `aggregate`) that
+    /// went through `event`.
+    pub fn duty_event(&self, duty: &'static str, event: DutyEvent, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        bump(
+            self.lock().duty_events.entry((duty, event)).or_default(),
+            count,
+        );
+    }
+
+    /// Records the time from a slot's start to a `duty`'s publication.
+    pub fn publish_latency(&self, duty: &'static str, latency: std::time::Duration) {
+        let mut counters = self.lock();
+        let entry = counters.publish_latency.entry(duty).or_default();
+        let seconds = latency.as_secs_f64();
+        entry.count = entry.count.saturating_add(1);
+        entry.sum_seconds += seconds;
+        entry.max_seconds = entry.max_seconds.max(seconds);
+    }
+
+    /// Counts an agreement instance of `instance` (`attestation_data`,
+    /// `aggregates`) that decided in `round` (rounds above 5 count as 5).
+    pub fn agreement_decided(&self, instance: &'static str, round: u64) {
+        bump(
+            self.lock()
+                .agreement_rounds
+                .entry((instance, round.min(5)))
+                .or_default(),
+            1,
+        );
+    }
+
     /// Whether the last send to peer `operator` succeeded (`None` before the first).
     pub fn peer_up(&self, operator: u64) -> Option<bool> {
         self.lock().peer_up.get(&operator).copied()
@@ -152,6 +245,49 @@ impl Metrics {
                 )
             }),
         );
+        family(
+            &mut out,
+            "dv_duties_total",
+            "counter",
+            "Attestation and aggregation duties by what they went through (failed: with the reason).",
+            counters.duty_events.iter().map(|((duty, event), value)| {
+                let (event, reason) = event.labels();
+                let reason = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(",reason=\"{reason}\"")
+                };
+                (format!("duty=\"{duty}\",event=\"{event}\"{reason}"), *value)
+            }),
+        );
+        family(
+            &mut out,
+            "dv_agreements_total",
+            "counter",
+            "Agreement instances decided, by instance kind and round (5 means 5 or more).",
+            counters
+                .agreement_rounds
+                .iter()
+                .map(|((instance, round), value)| {
+                    (format!("instance=\"{instance}\",round=\"{round}\""), *value)
+                }),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dv_publish_latency_seconds Time from the slot's start to a duty's publication.\n\
+             # TYPE dv_publish_latency_seconds summary\n\
+             # HELP dv_publish_latency_max_seconds The longest time from the slot's start to a duty's publication.\n\
+             # TYPE dv_publish_latency_max_seconds gauge"
+        );
+        for (duty, latency) in &counters.publish_latency {
+            let _ = writeln!(
+                out,
+                "dv_publish_latency_seconds_sum{{duty=\"{duty}\"}} {}\n\
+                 dv_publish_latency_seconds_count{{duty=\"{duty}\"}} {}\n\
+                 dv_publish_latency_max_seconds{{duty=\"{duty}\"}} {}",
+                latency.sum_seconds, latency.count, latency.max_seconds
+            );
+        }
         family(
             &mut out,
             "dv_peer_up",
@@ -210,7 +346,7 @@ fn render_store(out: &mut String, stats: &StoreStats) {
         out,
         "dv_partials_received_total",
         "counter",
-        "Partial selection proofs handed to the store, by sender.",
+        "Partial signatures handed to the store, by sender.",
         stats
             .received
             .iter()
@@ -220,7 +356,7 @@ fn render_store(out: &mut String, stats: &StoreStats) {
         out,
         "dv_partials_rejected_total",
         "counter",
-        "Partial selection proofs refused for the sender's fault, by sender.",
+        "Partial signatures refused for the sender's fault, by sender.",
         stats
             .rejected
             .iter()
@@ -231,7 +367,7 @@ fn render_store(out: &mut String, stats: &StoreStats) {
         out,
         "dv_duties_combined_total",
         "counter",
-        "Duties whose partials were combined into a verified selection proof.",
+        "Duties whose partials were combined into a signature verified against the group key.",
         plain(stats.combined),
     );
     family(
@@ -296,6 +432,14 @@ mod tests {
         metrics.peer_send(2, true);
         metrics.peer_send(3, false);
         metrics.refused_by_peer(4, 5);
+        metrics.duty_event("attestation", DutyEvent::Published, 2);
+        metrics.duty_event(
+            "attestation",
+            DutyEvent::Failed(FailReason::BeaconNodeRefused),
+            1,
+        );
+        metrics.publish_latency("attestation", Duration::from_millis(250));
+        metrics.agreement_decided("attestation_data", 2);
         let mut stats = StoreStats::default();
         stats.received.insert(Source::Local, 4);
         stats.received.insert(Source::Peer(4), 7);
@@ -321,6 +465,11 @@ mod tests {
             "dv_peer_sends_total{operator=\"3\",result=\"error\"} 1",
             "dv_partials_refused_by_peer_total{operator=\"4\"} 5",
             "# TYPE dv_store_duties gauge",
+            "dv_duties_total{duty=\"attestation\",event=\"published\"} 2",
+            "dv_duties_total{duty=\"attestation\",event=\"failed\",reason=\"beacon_node_refused\"} 1",
+            "dv_publish_latency_seconds_count{duty=\"attestation\"} 1",
+            "dv_publish_latency_max_seconds{duty=\"attestation\"} 0.25",
+            "dv_agreements_total{instance=\"attestation_data\",round=\"2\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

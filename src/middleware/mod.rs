@@ -16,6 +16,7 @@
 //!   knows its public shares, and its beacon node, which knows the group keys
 //!   ([`mapping`]): a warp filter in front of the reverse proxy.
 
+pub mod attester;
 pub mod chain;
 pub mod duty;
 pub mod exchange;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod peer;
 pub mod peer_client;
 pub mod peer_server;
+pub mod publisher;
 pub mod routes;
 pub mod selections;
 pub mod service;
@@ -36,6 +38,6 @@ pub use peer_client::{PeerClient, PeerError, PeerReply, RetryPolicy};
 pub use peer_server::{peer_routes, ServeError};
 pub use service::{Middleware, MiddlewareConfig, MiddlewareError, SlotSource};
 pub use store::{
-    Clock, InsertOutcome, LatencyStats, PartialStore, StoreError, StoreLimits, StoreStats,
-    SystemClock,
+    Clock, CombinedDuty, InsertOutcome, LatencyStats, PartialStore, StoreError, StoreLimits,
+    StoreStats, SystemClock,
 };

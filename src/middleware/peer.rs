@@ -1,5 +1,6 @@
 //! The middleware peer protocol: the wire format of `POST /dv/v1/partials`
-//! (operators exchange partial selection proofs) and of `POST /dv/v1/resend`
+//! (operators exchange partial signatures: selection proofs, attestations
+//! and `AggregateAndProof`s) and of `POST /dv/v1/resend`
 //! (a node that restarted asks a peer to send again every partial it holds
 //! from a slot on), and how a request is authenticated with the node keys of
 //! the cluster lock. The server side is
@@ -272,6 +273,8 @@ impl RawPartialItem {
 enum DutyName {
     AttestationSelection,
     SyncSelection,
+    Attestation,
+    AggregateAndProof,
 }
 
 /// The JSON shape of a partial, over decoded (`PublicKey`, `Signature`) or
@@ -301,9 +304,14 @@ impl<K, S> PartialItemJson<K, S> {
             (DutyName::SyncSelection, Some(index)) => Ok(DutyKind::SyncSelection {
                 subcommittee_index: index.value,
             }),
-            (DutyName::AttestationSelection, Some(_)) => {
-                Err("attestation_selection takes no subcommittee_index".into())
-            }
+            (DutyName::Attestation, None) => Ok(DutyKind::Attestation),
+            (DutyName::AggregateAndProof, None) => Ok(DutyKind::AggregateAndProof),
+            (
+                DutyName::AttestationSelection
+                | DutyName::Attestation
+                | DutyName::AggregateAndProof,
+                Some(_),
+            ) => Err(format!("{:?} takes no subcommittee_index", self.duty)),
             (DutyName::SyncSelection, None) => {
                 Err("sync_selection needs a subcommittee_index".into())
             }
@@ -320,6 +328,8 @@ impl<K, S> PartialItemJson<K, S> {
     ) -> Self {
         let (duty, subcommittee_index) = match duty {
             DutyKind::AttestationSelection => (DutyName::AttestationSelection, None),
+            DutyKind::Attestation => (DutyName::Attestation, None),
+            DutyKind::AggregateAndProof => (DutyName::AggregateAndProof, None),
             DutyKind::SyncSelection { subcommittee_index } => (
                 DutyName::SyncSelection,
                 Some(Quoted {

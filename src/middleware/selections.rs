@@ -476,16 +476,19 @@ impl LocalBatch {
         let encoded: Vec<[u8; 96]> = resolved.iter().map(|(_, _, proof)| *proof).collect();
         let mut batch: Vec<(usize, (DutyKey, Partial))> = Vec::with_capacity(resolved.len());
         for ((index, key, _), decoded) in resolved.into_iter().zip(decode_signatures(&encoded)) {
-            match decoded {
-                Ok(signature) => {
+            match (decoded, self.view.duty_signing_root(&key)) {
+                (Ok(signature), Some(signing_root)) => {
                     let partial = Partial {
                         share_index: self.share_index,
-                        signing_root: self.view.duty_signing_root(&key),
+                        signing_root,
                         signature,
                     };
                     batch.push((index, (key, partial)));
                 }
-                Err(error) => {
+                (Ok(_), None) => {
+                    answers[index] = Some(Answer::Invalid(format!("the {key} is no selection")));
+                }
+                (Err(error), _) => {
                     answers[index] = Some(Answer::Invalid(format!(
                         "selection proof does not decode: {error}"
                     )));

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use warp::Filter;
 
 use super::chain::{fetch_view, ChainState, ChainView};
-use super::exchange::{Exchange, StoreSink};
+use super::exchange::{Exchange, SelectionsOnly, StoreSink};
 use super::mapping::{pubkey_mapping_routes, MappingConfig, MappingError, PubkeyMap};
 use super::metrics::Metrics;
 use super::peer::PartialSink;
@@ -170,6 +170,7 @@ impl Middleware {
             Arc::clone(&store),
             Arc::clone(&chain),
             Arc::clone(&exchange),
+            Arc::new(SelectionsOnly),
             tokio::runtime::Handle::current(),
         ));
         let (shutdown, _) = watch::channel(false);

@@ -1,7 +1,9 @@
 //! The partial-signature store of a middleware node: verifies each partial
-//! selection proof against its public key share before keeping it, rejects
-//! conflicting partials, combines a duty once `t` partials over the same
-//! signing root are in, and wakes whoever waits for that duty.
+//! signature (selection proof, attestation, `AggregateAndProof`) against its
+//! public key share before keeping it, rejects conflicting partials,
+//! combines a duty once `t` partials over the same signing root are in, and
+//! wakes whoever waits for that duty and tells the listeners
+//! ([`PartialStore::subscribe_combined`]), which publish what must be.
 //!
 //! The store owns no clock and no network: the caller tells it the current
 //! slot ([`PartialStore::set_current_slot`]) and bounds each wait itself
@@ -22,7 +24,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::duty::{DutyKey, Partial, Source};
 use crate::cluster::ClusterLock;
@@ -164,6 +166,19 @@ pub enum InsertOutcome {
     /// This partial completed the threshold: the combined selection proof,
     /// verified against the validator's group key.
     Combined(Signature),
+}
+
+/// A duty the store combined: the signature over `signing_root` verified
+/// against the validator's group key. Attestation and aggregation duties
+/// are published to the beacon node from these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CombinedDuty {
+    /// The duty.
+    pub key: DutyKey,
+    /// The root the partials (and so the combined signature) sign.
+    pub signing_root: Root,
+    /// The combined signature.
+    pub signature: Signature,
 }
 
 /// Bounds on what the store accepts and holds.
@@ -402,6 +417,8 @@ pub struct PartialStore {
     threshold: u64,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
+    /// Who hears of every combination ([`PartialStore::subscribe_combined`]).
+    listeners: Mutex<Vec<mpsc::UnboundedSender<Vec<CombinedDuty>>>>,
 }
 
 impl PartialStore {
@@ -445,7 +462,31 @@ impl PartialStore {
                 limits,
                 stats: StoreStats::default(),
             }),
+            listeners: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Every later combination, one message per batch that combined
+    /// something (whether the batch came from this node's VC or a peer).
+    pub fn subscribe_combined(&self) -> mpsc::UnboundedReceiver<Vec<CombinedDuty>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sender);
+        receiver
+    }
+
+    fn announce_combined(&self, combined: Vec<CombinedDuty>) {
+        if combined.is_empty() {
+            return;
+        }
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A listener that went away is forgotten.
+        listeners.retain(|listener| listener.send(combined.clone()).is_ok());
     }
 
     /// The threshold t.
@@ -730,6 +771,7 @@ impl PartialStore {
         results: Vec<Result<Signature, StoreError>>,
     ) -> Vec<(usize, Result<InsertOutcome, StoreError>)> {
         let finished = self.clock.now();
+        let mut combined = Vec::new();
         let mut inner = self.lock();
         let mut published = Vec::with_capacity(ready.len());
         for (duty, result) in ready.iter().zip(results) {
@@ -738,6 +780,11 @@ impl PartialStore {
                 entry.combining = false;
                 if let Ok(signature) = &result {
                     entry.combined.send_replace(Some(*signature));
+                    combined.push(CombinedDuty {
+                        key: duty.key,
+                        signing_root: duty.signing_root,
+                        signature: *signature,
+                    });
                     latency = entry
                         .first_partial_at
                         .map(|first| finished.saturating_duration_since(first));
@@ -755,6 +802,8 @@ impl PartialStore {
             }
             published.push((duty.position, result.map(InsertOutcome::Combined)));
         }
+        drop(inner);
+        self.announce_combined(combined);
         published
     }
 

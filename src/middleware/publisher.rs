@@ -1,0 +1,214 @@
+//! Publishes what the cluster combined: every attestation (and, with the
+//! aggregation duty, every `SignedAggregateAndProof`) whose partials reached
+//! the threshold, built from the agreed data and posted once to this node's
+//! beacon node, v1 or v2 by the fork of its slot. Every node of the cluster
+//! publishes to its own beacon node, so one operator's node being down
+//! loses nothing.
+//!
+//! The store tells the publisher of each batch of combinations
+//! ([`super::store::PartialStore::subscribe_combined`]); one batch becomes
+//! one request per endpoint. What the beacon node refuses is logged with its
+//! reason and counted; nothing is retried after a refusal (the object would
+//! be refused again), a transport failure is retried once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::{info, warn};
+
+use super::attester::{Attester, BuildError, BuiltAttestation};
+use super::chain::{ChainState, ChainView};
+use super::duty::{DutyKey, DutyKind};
+use super::metrics::{DutyEvent, FailReason, Metrics};
+use super::store::CombinedDuty;
+use crate::api::attestation::{AttestationPhase0, SingleAttestation};
+use crate::api::{BeaconNodeClient, ClientError};
+use crate::spec::time::unix_now;
+use crate::spec::{ForkName, Slot};
+
+/// The metric label of attestation duties.
+pub const ATTESTATION: &str = "attestation";
+
+/// Most published duties remembered, so each is published once.
+const MAX_REMEMBERED: usize = 1 << 20;
+
+/// The publisher of one middleware node.
+pub struct Publisher {
+    beacon: BeaconNodeClient,
+    chain: Arc<ChainState>,
+    attester: Arc<Attester>,
+    metrics: Arc<Metrics>,
+    published: Mutex<HashSet<DutyKey>>,
+}
+
+impl Publisher {
+    /// A publisher posting to `beacon`.
+    pub fn new(
+        beacon: BeaconNodeClient,
+        chain: Arc<ChainState>,
+        attester: Arc<Attester>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            beacon,
+            chain,
+            attester,
+            metrics,
+            published: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Publishes each batch of combinations as it comes, each in its own task
+    /// so a slow beacon node never holds back the next batch.
+    pub async fn run(self: Arc<Self>, mut combined: UnboundedReceiver<Vec<CombinedDuty>>) {
+        while let Some(batch) = combined.recv().await {
+            let publisher = Arc::clone(&self);
+            tokio::spawn(async move { publisher.publish(batch).await });
+        }
+    }
+
+    /// Builds and posts the attestations among `batch`.
+    pub async fn publish(&self, batch: Vec<CombinedDuty>) {
+        let attestations: Vec<CombinedDuty> = batch
+            .into_iter()
+            .filter(|duty| duty.key.kind == DutyKind::Attestation && self.first_time(&duty.key))
+            .collect();
+        if attestations.is_empty() {
+            return;
+        }
+        self.metrics
+            .duty_event(ATTESTATION, DutyEvent::Combined, attestations.len());
+        let Ok(view) = self.chain.view() else {
+            self.metrics.duty_event(
+                ATTESTATION,
+                DutyEvent::Failed(FailReason::NothingToBuild),
+                attestations.len(),
+            );
+            return;
+        };
+        let mut phase0 = Vec::new();
+        let mut single: Vec<(ForkName, Slot, SingleAttestation)> = Vec::new();
+        let mut slots = Vec::new();
+        for duty in &attestations {
+            match self
+                .attester
+                .build(&view, &duty.key, duty.signing_root, &duty.signature)
+            {
+                Ok(BuiltAttestation::Phase0(attestation)) => {
+                    slots.push(duty.key.slot);
+                    phase0.push(attestation);
+                }
+                Ok(BuiltAttestation::Single(attestation)) => {
+                    let fork = view.info.fork_at_slot(duty.key.slot);
+                    single.push((fork, duty.key.slot, attestation));
+                }
+                Err(error) => {
+                    let fail = match error {
+                        BuildError::RootMismatch { .. } => FailReason::RootMismatch,
+                        BuildError::Missing(_) => FailReason::NothingToBuild,
+                    };
+                    warn!(key = %duty.key, %error, "cannot publish a combined attestation");
+                    self.metrics
+                        .duty_event(ATTESTATION, DutyEvent::Failed(fail), 1);
+                }
+            }
+        }
+        if !phase0.is_empty() {
+            let result = self.post_v1(&phase0).await;
+            self.record(&view, &slots, result);
+        }
+        let mut forks: Vec<ForkName> = single.iter().map(|(fork, _, _)| *fork).collect();
+        forks.sort_unstable();
+        forks.dedup();
+        for fork in forks {
+            let (slots, items): (Vec<Slot>, Vec<SingleAttestation>) = single
+                .iter()
+                .filter(|(f, _, _)| *f == fork)
+                .map(|(_, slot, attestation)| (*slot, attestation.clone()))
+                .unzip();
+            let result = self.post_v2(fork, &items).await;
+            self.record(&view, &slots, result);
+        }
+    }
+
+    async fn post_v1(&self, items: &[AttestationPhase0]) -> Result<(), ClientError> {
+        match self.beacon.post_attestations_v1(items).await {
+            Err(ClientError::Transport { .. }) => self.beacon.post_attestations_v1(items).await,
+            other => other,
+        }
+    }
+
+    async fn post_v2(
+        &self,
+        fork: ForkName,
+        items: &[SingleAttestation],
+    ) -> Result<(), ClientError> {
+        match self.beacon.post_attestations_v2(fork, items).await {
+            Err(ClientError::Transport { .. }) => {
+                self.beacon.post_attestations_v2(fork, items).await
+            }
+            other => other,
+        }
+    }
+
+    /// Counts and logs what the beacon node did with the attestations of `slots`.
+    fn record(&self, view: &ChainView, slots: &[Slot], result: Result<(), ClientError>) {
+        let refused: HashSet<usize> = match &result {
+            Ok(()) => HashSet::new(),
+            Err(ClientError::Status { failures, .. }) if !failures.is_empty() => {
+                failures.iter().map(|failure| failure.index).collect()
+            }
+            Err(_) => (0..slots.len()).collect(),
+        };
+        let published = slots.len().saturating_sub(refused.len());
+        if published > 0 {
+            self.metrics
+                .duty_event(ATTESTATION, DutyEvent::Published, published);
+            if let Ok(clock) = view.info.slot_clock() {
+                let now = unix_now();
+                for (index, slot) in slots.iter().enumerate() {
+                    if !refused.contains(&index) {
+                        let latency = now.saturating_sub(clock.slot_start(*slot));
+                        self.metrics.publish_latency(ATTESTATION, latency);
+                    }
+                }
+            }
+        }
+        match result {
+            Ok(()) => info!(
+                attestations = slots.len(),
+                slot = slots.first().copied().unwrap_or_default(),
+                "published combined attestations"
+            ),
+            Err(error) => {
+                let reason = match error {
+                    ClientError::Status { .. } => FailReason::BeaconNodeRefused,
+                    _ => FailReason::BeaconNodeUnreachable,
+                };
+                self.metrics
+                    .duty_event(ATTESTATION, DutyEvent::Failed(reason), refused.len());
+                warn!(
+                    refused = refused.len(),
+                    of = slots.len(),
+                    %error,
+                    "the beacon node did not take combined attestations"
+                );
+            }
+        }
+    }
+
+    /// Whether `key` is published for the first time (and remembers it).
+    fn first_time(&self, key: &DutyKey) -> bool {
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if published.len() >= MAX_REMEMBERED {
+            // Far more than a few epochs of a large cluster: forget the oldest slots.
+            let horizon = key.slot.saturating_sub(64);
+            published.retain(|held| held.slot >= horizon);
+        }
+        published.insert(*key)
+    }
+}
