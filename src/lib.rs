@@ -17,6 +17,9 @@
 //!   epoch, sync committees and proposers, the interop genesis state and the
 //!   advance through empty slots.
 //! - [`cluster`]: the cluster lock of a DV cluster and `cluster create`.
+//! - [`consensus`]: QBFT agreement of the operators on one value per duty
+//!   and slot, pure (messages, input and time in; messages, decision and
+//!   deadline out), generic over the value and the node keys.
 //! - [`api`]: Beacon API wire types, error bodies, the `is_aggregator` warp
 //!   filters a node mounts, a typed client and the chain info it fetches.
 //! - [`beacon`]: the state-backed beacon-node side and the sidecar.
@@ -30,6 +33,7 @@
 pub mod api;
 pub mod beacon;
 pub mod cluster;
+pub mod consensus;
 pub mod crypto;
 pub mod devnet;
 pub mod middleware;
