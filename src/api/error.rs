@@ -101,6 +101,9 @@ pub enum ApiError {
     /// 501: this node does not serve the endpoint.
     #[error("{0}")]
     NotImplemented(String),
+    /// 404: what the request names does not exist here.
+    #[error("{0}")]
+    NotFound(String),
     /// 503: the node cannot answer yet.
     #[error("{0}")]
     NotReady(String),
@@ -117,6 +120,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) | ApiError::InvalidItems { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotReady(_) | ApiError::ItemsNotReady { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -27,6 +27,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
+use tree_hash::TreeHash;
+
+use super::agreement::{Agreement, Proposals, ValueFuture};
 use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, DutyKind, Partial, Source};
 use super::exchange::{to_item, DutyRoots, Exchange};
@@ -35,6 +38,7 @@ use crate::api::attestation::{AttestationPhase0, Bitfield, SingleAttestation};
 use crate::api::error::{ApiError, ItemError};
 use crate::api::types::{AttesterDuty, SignatureBytes};
 use crate::api::{BeaconNodeClient, ClientError};
+use crate::consensus::Value;
 use crate::crypto::batch::decode_signatures;
 use crate::crypto::{PublicKey, Signature};
 use crate::spec::signing::compute_epoch_at_slot;
@@ -212,6 +216,106 @@ pub fn data_for_committee(
     }
 }
 
+impl Value for AttestationData {
+    /// The SSZ `hash_tree_root`: canonical, and what a spec reader expects.
+    fn digest(&self) -> [u8; 32] {
+        self.tree_hash_root().0
+    }
+}
+
+/// The agreement on attestation data: each node proposes what its beacon
+/// node returns for the slot (committee 0; the index is set per committee
+/// when answering), and accepts a proposal for the slot, with `index` 0,
+/// whose target is the slot's epoch, whose source is not after its target
+/// (before it, but at genesis) and, once this node has its own data, whose
+/// source and target epoch equal its own: an attestation with another
+/// source could not be included, and a leader on another target epoch is
+/// on another chain. The head and target roots may differ from this node's
+/// (a late block, fork choice): that is what agreeing settles.
+pub struct AttestationDataProposals {
+    beacon: BeaconNodeClient,
+    chain: Arc<ChainState>,
+}
+
+/// The label of the attestation-data agreement.
+pub const ATTESTATION_DATA: &str = "attestation_data";
+
+impl AttestationDataProposals {
+    /// Proposals fetched from `beacon`.
+    pub fn new(beacon: BeaconNodeClient, chain: Arc<ChainState>) -> Self {
+        Self { beacon, chain }
+    }
+}
+
+impl Proposals<AttestationData> for AttestationDataProposals {
+    fn label(&self) -> &'static str {
+        ATTESTATION_DATA
+    }
+
+    fn fetch(&self, slot: Slot) -> ValueFuture<AttestationData> {
+        let beacon = self.beacon.clone();
+        Box::pin(async move {
+            let data = beacon
+                .attestation_data(slot, 0)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(AttestationData { index: 0, ..data })
+        })
+    }
+
+    fn check(
+        &self,
+        slot: Slot,
+        value: &AttestationData,
+        own: Option<&AttestationData>,
+    ) -> Result<(), String> {
+        let view = self.chain.view()?;
+        let epoch = compute_epoch_at_slot(slot, &view.info.spec.preset);
+        if value.slot != slot || value.index != 0 {
+            return Err(format!(
+                "proposal for slot {} committee {}, expected slot {slot} committee 0",
+                value.slot, value.index
+            ));
+        }
+        if value.target.epoch != epoch {
+            return Err(format!(
+                "proposal's target epoch {} is not slot {slot}'s epoch {epoch}",
+                value.target.epoch
+            ));
+        }
+        let source_ok = value.source.epoch < value.target.epoch
+            || (value.source.epoch == 0 && value.target.epoch == 0);
+        if !source_ok {
+            return Err(format!(
+                "proposal's source epoch {} is not before its target epoch {}",
+                value.source.epoch, value.target.epoch
+            ));
+        }
+        if let Some(own) = own {
+            if value.source != own.source {
+                return Err(format!(
+                    "proposal's source {}/{} differs from this node's {}/{}",
+                    value.source.epoch, value.source.root, own.source.epoch, own.source.root
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgreedData for Agreement<AttestationData> {
+    fn decided(&self, slot: Slot) -> Option<AttestationData> {
+        Agreement::decided(self, slot)
+    }
+
+    fn agree(&self, slot: Slot) -> AgreedFuture {
+        match self.self_arc() {
+            Some(agreement) => agreement.agree(slot),
+            None => Box::pin(async { Err("the agreement stopped".to_string()) }),
+        }
+    }
+}
+
 /// One attestation item of a VC request, with what the checks found.
 struct Checked {
     duty: ClusterAttesterDuty,
@@ -361,9 +465,11 @@ impl Attester {
         let bits = &attestation.aggregation_bits;
         let position = match (bits.count_ones(), bits.ones().next()) {
             (1, Some(position)) => position as u64,
-            (count, _) => return Err(format!(
+            (count, _) => {
+                return Err(format!(
                 "an attestation of one validator has exactly one aggregation bit, this one {count}"
-            )),
+            ))
+            }
         };
         let duty = *duties
             .at_position(data.slot, data.index, position)

@@ -20,6 +20,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::agreement::Agreements;
 use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, Partial, Source};
 use super::metrics::Metrics;
@@ -242,12 +243,10 @@ pub trait DutyRoots: Send + Sync {
     fn expected_root(&self, view: &ChainView, key: &DutyKey) -> Option<Root>;
 }
 
-/// [`DutyRoots`] for a node that combines selection proofs only.
-pub struct SelectionsOnly;
-
-impl DutyRoots for SelectionsOnly {
-    fn expected_root(&self, _view: &ChainView, _key: &DutyKey) -> Option<Root> {
-        None
+/// Several [`DutyRoots`]: the first that knows a duty's root answers.
+impl DutyRoots for Vec<Arc<dyn DutyRoots>> {
+    fn expected_root(&self, view: &ChainView, key: &DutyKey) -> Option<Root> {
+        self.iter().find_map(|roots| roots.expected_root(view, key))
     }
 }
 
@@ -258,17 +257,20 @@ pub struct StoreSink {
     chain: Arc<ChainState>,
     exchange: Arc<Exchange>,
     roots: Arc<dyn DutyRoots>,
+    agreements: Agreements,
     runtime: tokio::runtime::Handle,
 }
 
 impl StoreSink {
-    /// A sink into `store`, checking roots with the view and `roots`;
-    /// re-sends run on `runtime` (the sink is called off the async workers).
+    /// A sink into `store`, checking roots with the view and `roots`, and
+    /// handing agreement messages to `agreements`; re-sends and agreement
+    /// work run on `runtime` (the sink is called off the async workers).
     pub fn new(
         store: Arc<PartialStore>,
         chain: Arc<ChainState>,
         exchange: Arc<Exchange>,
         roots: Arc<dyn DutyRoots>,
+        agreements: Agreements,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
@@ -276,6 +278,7 @@ impl StoreSink {
             chain,
             exchange,
             roots,
+            agreements,
             runtime,
         }
     }
@@ -387,6 +390,16 @@ impl PartialSink for StoreSink {
         );
         let _guard = self.runtime.enter();
         self.exchange.resend_to(from_operator, min_slot);
+    }
+
+    fn consensus(
+        &self,
+        from_operator: u64,
+        messages: Vec<Box<serde_json::value::RawValue>>,
+    ) -> Vec<ItemOutcome> {
+        // Agreements spawn their timers and sends on the runtime.
+        let _guard = self.runtime.enter();
+        self.agreements.receive(from_operator, messages)
     }
 }
 

@@ -16,9 +16,12 @@
 //!   knows its public shares, and its beacon node, which knows the group keys
 //!   ([`mapping`]): a warp filter in front of the reverse proxy.
 
+pub mod aggregator;
+pub mod agreement;
 pub mod attester;
 pub mod chain;
 pub mod duty;
+pub mod duty_routes;
 pub mod exchange;
 pub mod mapping;
 pub mod metrics;

@@ -32,6 +32,10 @@ use crate::spec::{Root, Slot};
 pub const PARTIALS_PATH: &str = "/dv/v1/partials";
 /// The path of the peer endpoint that asks for a re-send (catch-up after a restart).
 pub const RESEND_PATH: &str = "/dv/v1/resend";
+/// The path of the peer endpoint that takes agreement (QBFT) messages.
+pub const CONSENSUS_PATH: &str = "/dv/v1/consensus";
+/// Most agreement messages in one request.
+pub const MAX_CONSENSUS_MESSAGES: usize = 256;
 /// Header carrying the sender's operator index (decimal).
 pub const OPERATOR_HEADER: &str = "x-dv-operator";
 /// Header carrying the sender's node-key signature (`0x` + 96 bytes hex).
@@ -432,6 +436,19 @@ pub struct ResendRequest {
     pub min_slot: Slot,
 }
 
+/// The body of `POST /dv/v1/consensus`: agreement messages, each signed by
+/// its own source (they may carry other nodes' messages as justification);
+/// the request's node-key signature only says who delivered them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusMessages {
+    /// The sending operator; must equal [`OPERATOR_HEADER`].
+    #[serde(with = "quoted_u64")]
+    pub from_operator: u64,
+    /// The messages, answered in this order; their schema is the agreement's.
+    pub messages: Vec<Box<serde_json::value::RawValue>>,
+}
+
 /// Where the peer endpoints deliver authenticated requests: the
 /// middleware's partial store and its exchange with the peers.
 pub trait PartialSink: Send + Sync {
@@ -458,6 +475,22 @@ pub trait PartialSink: Send + Sync {
     /// after `min_slot` (it restarted); the node sends them in the background.
     fn resend_requested(&self, from_operator: u64, min_slot: Slot) {
         let _ = (from_operator, min_slot);
+    }
+
+    /// Takes the agreement messages `from_operator` delivered and answers one
+    /// outcome per message, in order. Called off the async workers.
+    fn consensus(
+        &self,
+        from_operator: u64,
+        messages: Vec<Box<serde_json::value::RawValue>>,
+    ) -> Vec<ItemOutcome> {
+        let _ = from_operator;
+        messages
+            .iter()
+            .map(|_| ItemOutcome::Rejected {
+                message: "this node takes no agreement messages".into(),
+            })
+            .collect()
     }
 }
 

@@ -14,8 +14,9 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use super::peer::{
-    peer_signing_message, ItemOutcome, PartialItem, PartialsMessage, ResendRequest, MAX_BODY_BYTES,
-    OPERATOR_HEADER, PARTIALS_PATH, RESEND_PATH, SIGNATURE_HEADER,
+    peer_signing_message, ConsensusMessages, ItemOutcome, PartialItem, PartialsMessage,
+    ResendRequest, CONSENSUS_PATH, MAX_BODY_BYTES, MAX_CONSENSUS_MESSAGES, OPERATOR_HEADER,
+    PARTIALS_PATH, RESEND_PATH, SIGNATURE_HEADER,
 };
 use crate::api::client::{read_body_within, BodyReadError};
 use crate::api::types::{ErrorMessage, GenericResponse};
@@ -328,6 +329,39 @@ impl PeerClient {
             items: 0,
         };
         self.send_body(peer, &url, &request).await.map(|_| ())
+    }
+
+    /// Sends agreement messages to peer `to_operator` (at most
+    /// [`MAX_CONSENSUS_MESSAGES`]), retrying per the policy; one outcome per
+    /// message.
+    pub async fn send_consensus(
+        &self,
+        to_operator: u64,
+        messages: &[Box<serde_json::value::RawValue>],
+    ) -> Result<Vec<ItemOutcome>, PeerError> {
+        let (peer, partials_url) = self.reachable_peer(to_operator)?;
+        let mut url = partials_url.clone();
+        url.set_path(CONSENSUS_PATH);
+        let request = ConsensusMessages {
+            from_operator: self.self_index,
+            messages: messages
+                .iter()
+                .take(MAX_CONSENSUS_MESSAGES)
+                .cloned()
+                .collect(),
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| PeerError::Encode(e.to_string()))?;
+        if body.len() as u64 > MAX_BODY_BYTES {
+            return Err(PeerError::TooLarge {
+                items: request.messages.len(),
+                bytes: body.len(),
+            });
+        }
+        let request = EncodedRequest {
+            body: Bytes::from(body),
+            items: request.messages.len(),
+        };
+        self.send_body(peer, &url, &request).await
     }
 
     /// Sends `items` to every peer at once and yields each peer's reply as

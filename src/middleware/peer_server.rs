@@ -3,7 +3,8 @@
 //! body, hands the well-formed partials to a [`PartialSink`] and answers one
 //! [`ItemOutcome`] per item, in request order; and `POST /dv/v1/resend`,
 //! authenticated the same way, which passes a restarted peer's request for
-//! a re-send to the sink.
+//! a re-send to the sink; and `POST /dv/v1/consensus`, authenticated the
+//! same way, which hands agreement messages to the sink.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::peer::{
-    AuthError, ItemOutcome, PartialSink, PeerCredentials, RawPartialItem, ResendRequest,
-    MAX_BODY_BYTES, MAX_PARTIALS_PER_MESSAGE, OPERATOR_HEADER, SIGNATURE_HEADER,
+    AuthError, ConsensusMessages, ItemOutcome, PartialSink, PeerCredentials, RawPartialItem,
+    ResendRequest, MAX_BODY_BYTES, MAX_CONSENSUS_MESSAGES, MAX_PARTIALS_PER_MESSAGE,
+    OPERATOR_HEADER, SIGNATURE_HEADER,
 };
 use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
 use crate::api::types::{ErrorMessage, GenericResponse};
@@ -160,8 +162,11 @@ pub fn peer_routes(
     );
     let partials = warp::path!("dv" / "v1" / "partials").map(|| PeerRequest::Partials);
     let resend = warp::path!("dv" / "v1" / "resend").map(|| PeerRequest::Resend);
+    let consensus = warp::path!("dv" / "v1" / "consensus").map(|| PeerRequest::Consensus);
     partials
         .or(resend)
+        .unify()
+        .or(consensus)
         .unify()
         .and(warp::post())
         .and(headers)
@@ -194,6 +199,7 @@ pub fn peer_routes(
 enum PeerRequest {
     Partials,
     Resend,
+    Consensus,
 }
 
 /// The group keys of the lock's validators, by their compressed bytes.
@@ -242,6 +248,19 @@ where
                 sink.resend_requested(operator, resend.min_slot);
                 Ok(Vec::new())
             }
+            PeerRequest::Consensus => {
+                let messages = parse_consensus(operator, &body)?;
+                let sent = messages.len();
+                let outcomes = sink.consensus(operator, messages);
+                if outcomes.len() != sent {
+                    return Err(ServeError::OutcomeCount {
+                        operator,
+                        sent,
+                        answered: outcomes.len(),
+                    });
+                }
+                Ok(outcomes)
+            }
         }
     })
     .await
@@ -262,6 +281,29 @@ fn parse_resend(operator: u64, body: &[u8]) -> Result<ResendRequest, ServeError>
         });
     }
     Ok(resend)
+}
+
+/// The authenticated body of `operator`'s agreement messages.
+fn parse_consensus(
+    operator: u64,
+    body: &[u8],
+) -> Result<Vec<Box<serde_json::value::RawValue>>, ServeError> {
+    let malformed = |reason: String| ServeError::Malformed { operator, reason };
+    let message: ConsensusMessages =
+        serde_json::from_slice(body).map_err(|error| malformed(error.to_string()))?;
+    if message.from_operator != operator {
+        return Err(ServeError::SenderMismatch {
+            operator,
+            claimed: message.from_operator,
+        });
+    }
+    if message.messages.len() > MAX_CONSENSUS_MESSAGES {
+        return Err(malformed(format!(
+            "{} agreement messages, at most {MAX_CONSENSUS_MESSAGES} are taken at once",
+            message.messages.len()
+        )));
+    }
+    Ok(message.messages)
 }
 
 /// Accepts `application/json` (any parameters, any case) or none.

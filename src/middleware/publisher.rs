@@ -1,6 +1,5 @@
-//! Publishes what the cluster combined: every attestation (and, with the
-//! aggregation duty, every `SignedAggregateAndProof`) whose partials reached
-//! the threshold, built from the agreed data and posted once to this node's
+//! Publishes what the cluster combined: every attestation and every
+//! `SignedAggregateAndProof` whose partials reached the threshold, built from the agreed data and posted once to this node's
 //! beacon node, v1 or v2 by the fork of its slot. Every node of the cluster
 //! publishes to its own beacon node, so one operator's node being down
 //! loses nothing.
@@ -11,24 +10,27 @@
 //! reason and counted; nothing is retried after a refusal (the object would
 //! be refused again), a transport failure is retried once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
 
+use super::aggregator::Aggregator;
 use super::attester::{Attester, BuildError, BuiltAttestation};
 use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, DutyKind};
 use super::metrics::{DutyEvent, FailReason, Metrics};
 use super::store::CombinedDuty;
-use crate::api::attestation::{AttestationPhase0, SingleAttestation};
+use crate::api::attestation::{AttestationPhase0, SignedAggregateAndProof, SingleAttestation};
 use crate::api::{BeaconNodeClient, ClientError};
 use crate::spec::time::unix_now;
 use crate::spec::{ForkName, Slot};
 
 /// The metric label of attestation duties.
 pub const ATTESTATION: &str = "attestation";
+/// The metric label of aggregation duties.
+pub const AGGREGATE: &str = "aggregate";
 
 /// Most published duties remembered, so each is published once.
 const MAX_REMEMBERED: usize = 1 << 20;
@@ -38,6 +40,7 @@ pub struct Publisher {
     beacon: BeaconNodeClient,
     chain: Arc<ChainState>,
     attester: Arc<Attester>,
+    aggregator: Arc<Aggregator>,
     metrics: Arc<Metrics>,
     published: Mutex<HashSet<DutyKey>>,
 }
@@ -48,12 +51,14 @@ impl Publisher {
         beacon: BeaconNodeClient,
         chain: Arc<ChainState>,
         attester: Arc<Attester>,
+        aggregator: Arc<Aggregator>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             beacon,
             chain,
             attester,
+            aggregator,
             metrics,
             published: Mutex::new(HashSet::new()),
         })
@@ -68,15 +73,75 @@ impl Publisher {
         }
     }
 
-    /// Builds and posts the attestations among `batch`.
+    /// Builds and posts the attestations and aggregates among `batch`.
     pub async fn publish(&self, batch: Vec<CombinedDuty>) {
-        let attestations: Vec<CombinedDuty> = batch
+        let (attestations, aggregates): (Vec<CombinedDuty>, Vec<CombinedDuty>) = batch
             .into_iter()
-            .filter(|duty| duty.key.kind == DutyKind::Attestation && self.first_time(&duty.key))
-            .collect();
-        if attestations.is_empty() {
-            return;
+            .filter(|duty| !duty.key.kind.is_selection() && self.first_time(&duty.key))
+            .partition(|duty| duty.key.kind == DutyKind::Attestation);
+        if !aggregates.is_empty() {
+            self.publish_aggregates(aggregates).await;
         }
+        if !attestations.is_empty() {
+            self.publish_attestations(attestations).await;
+        }
+    }
+
+    /// Builds and posts combined `AggregateAndProof`s, v1 or v2 by fork.
+    async fn publish_aggregates(&self, aggregates: Vec<CombinedDuty>) {
+        self.metrics
+            .duty_event(AGGREGATE, DutyEvent::Combined, aggregates.len());
+        let Ok(view) = self.chain.view() else {
+            self.metrics.duty_event(
+                AGGREGATE,
+                DutyEvent::Failed(FailReason::NothingToBuild),
+                aggregates.len(),
+            );
+            return;
+        };
+        let mut by_fork: BTreeMap<ForkName, (Vec<Slot>, Vec<SignedAggregateAndProof>)> =
+            BTreeMap::new();
+        for duty in &aggregates {
+            match self
+                .aggregator
+                .build(&view, &duty.key, duty.signing_root, &duty.signature)
+            {
+                Ok(signed) => {
+                    let entry = by_fork
+                        .entry(view.info.fork_at_slot(duty.key.slot))
+                        .or_default();
+                    entry.0.push(duty.key.slot);
+                    entry.1.push(signed);
+                }
+                Err(error) => {
+                    warn!(key = %duty.key, %error, "cannot publish a combined aggregate");
+                    self.metrics
+                        .duty_event(AGGREGATE, DutyEvent::Failed(fail_reason(&error)), 1);
+                }
+            }
+        }
+        for (fork, (slots, items)) in by_fork {
+            let post = |items: &[SignedAggregateAndProof]| {
+                let items = items.to_vec();
+                let beacon = self.beacon.clone();
+                async move {
+                    if fork >= ForkName::Electra {
+                        beacon.post_aggregate_and_proofs_v2(fork, &items).await
+                    } else {
+                        beacon.post_aggregate_and_proofs_v1(&items).await
+                    }
+                }
+            };
+            let result = match post(&items).await {
+                Err(ClientError::Transport { .. }) => post(&items).await,
+                other => other,
+            };
+            self.record(AGGREGATE, &view, &slots, result);
+        }
+    }
+
+    /// Builds and posts combined attestations.
+    async fn publish_attestations(&self, attestations: Vec<CombinedDuty>) {
         self.metrics
             .duty_event(ATTESTATION, DutyEvent::Combined, attestations.len());
         let Ok(view) = self.chain.view() else {
@@ -104,19 +169,15 @@ impl Publisher {
                     single.push((fork, duty.key.slot, attestation));
                 }
                 Err(error) => {
-                    let fail = match error {
-                        BuildError::RootMismatch { .. } => FailReason::RootMismatch,
-                        BuildError::Missing(_) => FailReason::NothingToBuild,
-                    };
                     warn!(key = %duty.key, %error, "cannot publish a combined attestation");
                     self.metrics
-                        .duty_event(ATTESTATION, DutyEvent::Failed(fail), 1);
+                        .duty_event(ATTESTATION, DutyEvent::Failed(fail_reason(&error)), 1);
                 }
             }
         }
         if !phase0.is_empty() {
             let result = self.post_v1(&phase0).await;
-            self.record(&view, &slots, result);
+            self.record(ATTESTATION, &view, &slots, result);
         }
         let mut forks: Vec<ForkName> = single.iter().map(|(fork, _, _)| *fork).collect();
         forks.sort_unstable();
@@ -128,7 +189,7 @@ impl Publisher {
                 .map(|(_, slot, attestation)| (*slot, attestation.clone()))
                 .unzip();
             let result = self.post_v2(fork, &items).await;
-            self.record(&view, &slots, result);
+            self.record(ATTESTATION, &view, &slots, result);
         }
     }
 
@@ -152,8 +213,14 @@ impl Publisher {
         }
     }
 
-    /// Counts and logs what the beacon node did with the attestations of `slots`.
-    fn record(&self, view: &ChainView, slots: &[Slot], result: Result<(), ClientError>) {
+    /// Counts and logs what the beacon node did with the `duty` objects of `slots`.
+    fn record(
+        &self,
+        duty: &'static str,
+        view: &ChainView,
+        slots: &[Slot],
+        result: Result<(), ClientError>,
+    ) {
         let refused: HashSet<usize> = match &result {
             Ok(()) => HashSet::new(),
             Err(ClientError::Status { failures, .. }) if !failures.is_empty() => {
@@ -164,22 +231,23 @@ impl Publisher {
         let published = slots.len().saturating_sub(refused.len());
         if published > 0 {
             self.metrics
-                .duty_event(ATTESTATION, DutyEvent::Published, published);
+                .duty_event(duty, DutyEvent::Published, published);
             if let Ok(clock) = view.info.slot_clock() {
                 let now = unix_now();
                 for (index, slot) in slots.iter().enumerate() {
                     if !refused.contains(&index) {
                         let latency = now.saturating_sub(clock.slot_start(*slot));
-                        self.metrics.publish_latency(ATTESTATION, latency);
+                        self.metrics.publish_latency(duty, latency);
                     }
                 }
             }
         }
         match result {
             Ok(()) => info!(
-                attestations = slots.len(),
+                duty,
+                count = slots.len(),
                 slot = slots.first().copied().unwrap_or_default(),
-                "published combined attestations"
+                "published what the cluster combined"
             ),
             Err(error) => {
                 let reason = match error {
@@ -187,12 +255,13 @@ impl Publisher {
                     _ => FailReason::BeaconNodeUnreachable,
                 };
                 self.metrics
-                    .duty_event(ATTESTATION, DutyEvent::Failed(reason), refused.len());
+                    .duty_event(duty, DutyEvent::Failed(reason), refused.len());
                 warn!(
+                    duty,
                     refused = refused.len(),
                     of = slots.len(),
                     %error,
-                    "the beacon node did not take combined attestations"
+                    "the beacon node did not take what the cluster combined"
                 );
             }
         }
@@ -210,5 +279,13 @@ impl Publisher {
             published.retain(|held| held.slot >= horizon);
         }
         published.insert(*key)
+    }
+}
+
+/// The metric label of a build failure.
+fn fail_reason(error: &BuildError) -> FailReason {
+    match error {
+        BuildError::RootMismatch { .. } => FailReason::RootMismatch,
+        BuildError::Missing(_) => FailReason::NothingToBuild,
     }
 }

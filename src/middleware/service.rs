@@ -17,7 +17,7 @@
 //! refreshes the head fork and the validators' registry indices.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,13 +25,18 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use warp::Filter;
 
+use super::aggregator::{AggregateProposals, AggregationContext, Aggregator, SlotAggregates};
+use super::agreement::{Agreement, Agreements};
+use super::attester::{fetch_attester_duties, AttestationDataProposals, Attester, AttesterDuties};
 use super::chain::{fetch_view, ChainState, ChainView};
-use super::exchange::{Exchange, SelectionsOnly, StoreSink};
+use super::duty_routes::duty_routes;
+use super::exchange::{DutyRoots, Exchange, StoreSink};
 use super::mapping::{pubkey_mapping_routes, MappingConfig, MappingError, PubkeyMap};
 use super::metrics::Metrics;
 use super::peer::PartialSink;
 use super::peer_client::{PeerClient, PeerError, RetryPolicy};
 use super::peer_server::peer_routes;
+use super::publisher::Publisher;
 use super::routes::middleware_routes;
 use super::selections::Selections;
 use super::store::{PartialStore, StoreLimits};
@@ -39,9 +44,10 @@ use crate::api::filters::{bind_server, Limits};
 use crate::api::{BeaconNodeClient, ClientError};
 use crate::beacon::proxy::{proxy_filter, ProxyConfig, ProxyError};
 use crate::cluster::ClusterLock;
+use crate::consensus::{linear_round_timeout, RoundTimeout};
 use crate::crypto::SecretKey;
 use crate::spec::time::unix_now;
-use crate::spec::Slot;
+use crate::spec::{AttestationData, Epoch, Slot};
 
 /// Where a node reads the current slot.
 #[derive(Debug, Clone)]
@@ -94,6 +100,10 @@ pub enum MiddlewareError {
     /// The peer client could not be built (e.g. the node key is not the lock's).
     #[error(transparent)]
     Peer(#[from] PeerError),
+    /// The lock's operators cannot run the agreement (too many, or this
+    /// node's index outside them).
+    #[error("cannot run the agreement among the lock's operators: {0}")]
+    Agreement(#[from] crate::consensus::ConfigError),
     /// The beacon node URL is unusable.
     #[error(transparent)]
     BeaconNode(#[from] ClientError),
@@ -147,7 +157,7 @@ impl Middleware {
                 operators: lock.operators.len(),
             });
         }
-        let client = PeerClient::new(&lock, operator, config.node_key, config.peer_retry)?;
+        let client = PeerClient::new(&lock, operator, config.node_key.clone(), config.peer_retry)?;
         let beacon = BeaconNodeClient::new(&config.beacon_node)?;
         let upstream = reqwest::Url::parse(&config.beacon_node).map_err(|e| {
             MiddlewareError::BadBeaconNodeUrl {
@@ -166,13 +176,74 @@ impl Middleware {
             beacon.base_url()
         )));
         let exchange = Exchange::new(client.clone(), Arc::clone(&store), Arc::clone(&metrics));
+        let slot_duration = Arc::new(OnceLock::new());
+        let rounds = round_timeout(Arc::clone(&slot_duration));
+        let agreement: Arc<Agreement<AttestationData>> = Agreement::new(
+            Arc::new(AttestationDataProposals::new(
+                beacon.clone(),
+                Arc::clone(&chain),
+            )),
+            Agreement::<AttestationData>::config(
+                &lock,
+                operator,
+                config.node_key.clone(),
+                Arc::clone(&rounds),
+            )?,
+            Arc::clone(&rounds),
+            client.clone(),
+            Arc::clone(&metrics),
+        );
+        let duties = Arc::new(RwLock::new(AttesterDuties::default()));
+        let attester = Arc::new(Attester::new(
+            Arc::clone(&store),
+            Arc::clone(&chain),
+            Arc::clone(&exchange),
+            agreement.clone(),
+            Arc::clone(&duties),
+            operator,
+        ));
+        let context = Arc::new(AggregationContext::new(
+            beacon.clone(),
+            Arc::clone(&chain),
+            Arc::clone(&store),
+            agreement.clone(),
+            Arc::clone(&duties),
+        ));
+        let aggregates = Agreement::new(
+            Arc::new(AggregateProposals::new(Arc::clone(&context))),
+            Agreement::<SlotAggregates>::config(
+                &lock,
+                operator,
+                config.node_key.clone(),
+                Arc::clone(&rounds),
+            )?,
+            Arc::clone(&rounds),
+            client.clone(),
+            Arc::clone(&metrics),
+        );
+        let aggregator = Arc::new(Aggregator::new(
+            context,
+            Arc::clone(&aggregates),
+            Arc::clone(&exchange),
+            operator,
+        ));
+        let roots: Vec<Arc<dyn DutyRoots>> = vec![attester.clone(), aggregator.clone()];
         let sink: Arc<dyn PartialSink> = Arc::new(StoreSink::new(
             Arc::clone(&store),
             Arc::clone(&chain),
             Arc::clone(&exchange),
-            Arc::new(SelectionsOnly),
+            Arc::new(roots),
+            Agreements::new(vec![agreement.clone(), aggregates.clone()]),
             tokio::runtime::Handle::current(),
         ));
+        let publisher = Publisher::new(
+            beacon.clone(),
+            Arc::clone(&chain),
+            Arc::clone(&attester),
+            Arc::clone(&aggregator),
+            Arc::clone(&metrics),
+        );
+        let combined = store.subscribe_combined();
         let (shutdown, _) = watch::channel(false);
         let (peer_addr, peer_server) = bind(
             "peer API",
@@ -190,12 +261,20 @@ impl Middleware {
             operator,
             config.selection_timeout,
         ));
-        let routes = middleware_routes(
+        let routes = duty_routes(
+            Arc::clone(&attester),
+            Arc::clone(&aggregator),
+            Arc::clone(&chain),
+            Arc::clone(&metrics),
+            config.limits,
+        )
+        .or(middleware_routes(
             Arc::clone(&selections),
             Arc::clone(&metrics),
             Arc::clone(&store),
             config.limits,
-        )
+        ))
+        .unify()
         .or(pubkey_mapping_routes(
             Arc::new(PubkeyMap::new(&lock, operator)?),
             upstream.clone(),
@@ -214,6 +293,10 @@ impl Middleware {
             chain: Arc::clone(&chain),
             exchange,
             selections,
+            agreement,
+            aggregator,
+            duties,
+            slot_duration,
             slot_source: config.slot_source,
         };
         Ok(Middleware {
@@ -224,7 +307,10 @@ impl Middleware {
             chain,
             shutdown,
             servers: vec![tokio::spawn(peer_server), tokio::spawn(http_server)],
-            background: vec![tokio::spawn(follower.run())],
+            background: vec![
+                tokio::spawn(follower.run()),
+                tokio::spawn(publisher.run(combined)),
+            ],
         })
     }
 
@@ -316,6 +402,10 @@ struct Follower {
     chain: Arc<ChainState>,
     exchange: Arc<Exchange>,
     selections: Arc<Selections>,
+    agreement: Arc<Agreement<AttestationData>>,
+    aggregator: Arc<Aggregator>,
+    duties: Arc<RwLock<AttesterDuties>>,
+    slot_duration: Arc<OnceLock<Duration>>,
     slot_source: SlotSource,
 }
 
@@ -327,8 +417,10 @@ impl Follower {
         let limits = StoreLimits::for_slots_per_epoch(slots_per_epoch);
         self.store.set_limits(limits);
         let slot_duration = Duration::from_secs(spec.seconds_per_slot.max(1));
+        let _ = self.slot_duration.set(slot_duration);
         let slot = self.current_slot(&view);
         self.store.set_current_slot(slot);
+        self.agreement.set_current_slot(slot);
         info!(
             slot,
             validators_known = view.validators.len(),
@@ -337,6 +429,9 @@ impl Follower {
             "middleware ready"
         );
         self.chain.set(view);
+        let epoch = slot / slots_per_epoch;
+        self.refresh_duties(epoch).await;
+        self.start_agreement(slot);
         let exchange = Arc::clone(&self.exchange);
         let min_slot = slot.saturating_sub(limits.max_slots_behind);
         let catch_up_for =
@@ -354,9 +449,84 @@ impl Follower {
         loop {
             slot = self.next_slot(slot).await;
             self.store.set_current_slot(slot);
+            self.agreement.set_current_slot(slot);
+            self.aggregator.agreement().set_current_slot(slot);
             if slot % slots_per_epoch == 0 {
                 self.refresh().await;
+                self.refresh_duties(slot / slots_per_epoch).await;
             }
+            self.start_agreement(slot);
+        }
+    }
+
+    /// Fetches the cluster's attester duties of `epoch` and the next (those
+    /// already held are kept when a fetch fails) and drops those before the
+    /// previous epoch.
+    async fn refresh_duties(&self, epoch: Epoch) {
+        let Ok(view) = self.chain.view() else {
+            return;
+        };
+        for epoch in [epoch, epoch.saturating_add(1)] {
+            match fetch_attester_duties(&self.beacon, &view, epoch).await {
+                Ok(duties) => {
+                    let mut book = self.duties.write().unwrap_or_else(PoisonError::into_inner);
+                    book.set_epoch(epoch, duties);
+                }
+                Err(error) => warn!(epoch, %error, "could not fetch the cluster's attester duties"),
+            }
+        }
+        let mut book = self.duties.write().unwrap_or_else(PoisonError::into_inner);
+        book.prune_before(epoch.saturating_sub(1));
+    }
+
+    /// Starts the agreement on `slot`'s attestation data a quarter into the
+    /// slot if the cluster attests then, and the agreement on its aggregates
+    /// at seven twelfths (just before aggregates are due, at two thirds) if
+    /// one of its validators aggregates then; at once with a manual slot
+    /// source. A VC asking earlier, or a peer's message, starts them sooner.
+    fn start_agreement(&self, slot: Slot) {
+        let attests = {
+            let book = self.duties.read().unwrap_or_else(PoisonError::into_inner);
+            let attests = book.at_slot(slot).next().is_some();
+            attests
+        };
+        if !attests {
+            return;
+        }
+        let agreement = Arc::clone(&self.agreement);
+        let delay = self.delay_into(slot, 1, 4);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            agreement.start(slot);
+        });
+        let aggregator = Arc::clone(&self.aggregator);
+        let chain = Arc::clone(&self.chain);
+        let delay = self.delay_into(slot, 7, 12);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let aggregates = chain
+                .view()
+                .is_ok_and(|view| !aggregator.context().aggregators(&view, slot).is_empty());
+            if aggregates {
+                aggregator.agreement().start(slot);
+            }
+        });
+    }
+
+    /// How long until `numerator / denominator` into `slot` (zero with a
+    /// manual slot source, or once passed).
+    fn delay_into(&self, slot: Slot, numerator: u32, denominator: u32) -> Duration {
+        match (&self.slot_source, self.chain.view()) {
+            (SlotSource::WallClock, Ok(view)) => view
+                .info
+                .slot_clock()
+                .map(|clock| {
+                    clock
+                        .slot_fraction(slot, numerator, denominator)
+                        .saturating_sub(unix_now())
+                })
+                .unwrap_or_default(),
+            _ => Duration::ZERO,
         }
     }
 
@@ -422,4 +592,18 @@ impl Follower {
             }
         }
     }
+}
+
+/// Agreement rounds last an eighth of a slot, plus an eighth per round: a
+/// round of three message delays on a local network fits many times, and
+/// three rounds end before a third of the slot. Until the chain is known,
+/// a slot is taken to be 12 s.
+fn round_timeout(slot_duration: Arc<OnceLock<Duration>>) -> RoundTimeout {
+    Arc::new(move |round| {
+        let slot = slot_duration
+            .get()
+            .copied()
+            .unwrap_or(Duration::from_secs(12));
+        (linear_round_timeout(slot / 8, slot / 8))(round)
+    })
 }
