@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -233,7 +233,7 @@ impl Deref for VcHandle {
 /// network `genesis_validators_root` and registers `keys`. It blocks (SQLite,
 /// one fsync) once, at start.
 fn open_slashing_protection(
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     genesis_validators_root: Root,
     keys: &[ValidatorKey],
 ) -> Result<SlashingDatabase, VcError> {
