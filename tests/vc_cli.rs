@@ -9,9 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{oracle_beacon_node, oracle_vectors, u64_of};
+use dv_aggregator::api::types::PublicKeyBytes;
 use dv_aggregator::cluster::create::write_keystore_with_password;
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::keystore::Kdf;
+use dv_aggregator::vc::slashing::SlashingDatabase;
 
 fn vc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
@@ -41,6 +43,8 @@ fn help_explains_every_flag() {
         "--distributed-mode",
         "--selection-endpoint",
         "--cluster-lock",
+        "--data-dir",
+        "slashing-protection",
         "is-aggregator",
         "0x<pubkey>",
         "group) public key",
@@ -54,10 +58,14 @@ fn bad_arguments_exit_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");
     let missing = missing.to_str().unwrap();
+    let data_dir = dir.path().join("vc-data");
+    let data_dir = data_dir.to_str().unwrap();
     assert_one_line_error(
         &vc(&[
             "--beacon-node",
             "http://127.0.0.1:1",
+            "--data-dir",
+            data_dir,
             "--keystores",
             missing,
         ]),
@@ -67,6 +75,8 @@ fn bad_arguments_exit_with_one_line() {
         &vc(&[
             "--beacon-node",
             "http://127.0.0.1:1",
+            "--data-dir",
+            data_dir,
             "--keystores",
             missing,
             "--distributed-mode",
@@ -77,6 +87,8 @@ fn bad_arguments_exit_with_one_line() {
         &vc(&[
             "--beacon-node",
             "http://127.0.0.1:1",
+            "--data-dir",
+            data_dir,
             "--keystores",
             missing,
             "--selection-endpoint",
@@ -89,6 +101,8 @@ fn bad_arguments_exit_with_one_line() {
         &vc(&[
             "--beacon-node",
             "http://127.0.0.1:1",
+            "--data-dir",
+            data_dir,
             "--keystores",
             dir.path().to_str().unwrap(),
         ]),
@@ -102,6 +116,7 @@ async fn runs_against_the_sidecar_until_stopped() {
     let vectors = oracle_vectors(folder);
     let sidecar = oracle_beacon_node(folder).await;
     let dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
     let index = u64_of(&vectors["attestation_cases"][0]["validator_index"]);
     write_keystore_with_password(
         &interop_secret_key(index),
@@ -113,6 +128,7 @@ async fn runs_against_the_sidecar_until_stopped() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
         .args(["vc", "--beacon-node", &format!("http://{}", sidecar.addr())])
         .args(["--keystores", dir.path().to_str().unwrap()])
+        .args(["--data-dir", data_dir.path().to_str().unwrap()])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -152,5 +168,24 @@ async fn runs_against_the_sidecar_until_stopped() {
     assert!(
         seen.iter().any(|l| l.contains("epoch started")),
         "the slot-clock loop ran an epoch: {seen:#?}"
+    );
+    // The slashing-protection database was created for the node's network
+    // with the key registered.
+    let db = SlashingDatabase::open_or_create(&SlashingDatabase::path_in(data_dir.path())).unwrap();
+    assert_eq!(
+        db.genesis_validators_root().unwrap(),
+        Some(
+            vectors["state"]["genesis_validators_root"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        db.registered_validators().unwrap(),
+        vec![PublicKeyBytes(
+            interop_secret_key(index).public_key().to_bytes()
+        )]
     );
 }

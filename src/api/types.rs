@@ -65,27 +65,6 @@ hex_bytes_newtype!(
     PUBLIC_KEY_BYTES_LEN
 );
 
-/// Optional variant of [`hex_root`], for `dependent_root` that old nodes omit.
-mod hex_root_option {
-    use super::Root;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(root: &Option<Root>, serializer: S) -> Result<S::Ok, S::Error> {
-        match root {
-            Some(root) => super::hex_root::serialize(root, serializer),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Root>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "crate::spec::hex::root")] Root);
-        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
-    }
-}
-
 /// `Vec<u64>` as a list of quoted decimal strings.
 mod quoted_u64_list {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -128,7 +107,7 @@ pub struct DutiesResponse<T> {
     /// The block root the duties depend on (attester duties only).
     #[serde(
         default,
-        with = "hex_root_option",
+        with = "crate::spec::hex::root_option",
         skip_serializing_if = "Option::is_none"
     )]
     pub dependent_root: Option<Root>,

@@ -80,6 +80,29 @@ pub mod root {
     }
 }
 
+/// Serde of an optional [`Root`]: `0x` hex, or absent / `null` when unknown
+/// (pair it with `#[serde(default, skip_serializing_if = "Option::is_none")]`).
+pub mod root_option {
+    use super::*;
+
+    /// Writes the root as `0x` hex, `None` as `null`.
+    pub fn serialize<S: Serializer>(root: &Option<Root>, serializer: S) -> Result<S::Ok, S::Error> {
+        match root {
+            Some(root) => super::root::serialize(root, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads `0x` hex of exactly 32 bytes, or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Root>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::root")] Root);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,8 @@
 //!   middleware's answers.
 //! - [`decision`]: every duty's outcome as a [`SelectionDecision`], in a
 //!   bounded log callers read.
+//! - [`slashing`]: the slashing-protection database (SQLite) every block
+//!   and attestation signature must pass first, and its EIP-3076 interchange.
 //! - [`service`]: `VcConfig` -> [`Vc::start`] -> [`VcHandle`], the slot-clock
 //!   loop and the step functions [`Vc::run_epoch`] / [`Vc::run_slot`]; their
 //!   parts are the private modules `fetch` (indices, fork, duties),
@@ -25,6 +27,7 @@ mod fetch;
 pub mod keys;
 pub mod selection;
 pub mod service;
+pub mod slashing;
 mod subscribe;
 mod sync;
 

@@ -30,6 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -42,7 +43,9 @@ use super::decision::{DecisionLog, SelectionDecision, DEFAULT_DECISION_LOG_CAPAC
 use super::duties::{AttestationDuty, SyncCommitteeDuty};
 use super::keys::{check_unique, group_keys, KeysError, ValidatorKey};
 use super::selection::{SelectionEndpoint, SelectionStrategy};
+use super::slashing::{SlashingDatabase, SlashingError};
 use crate::api::client::ClientConfig;
+use crate::api::types::PublicKeyBytes;
 use crate::api::{BeaconNodeClient, ChainInfo, ChainInfoError, ClientError};
 use crate::cluster::ClusterLock;
 use crate::crypto::{PublicKey, Signature};
@@ -77,6 +80,18 @@ pub enum VcError {
     /// The chain's slot duration is zero.
     #[error("the beacon node's configuration is unusable: {0}")]
     SlotClock(#[from] SlotClockError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The slashing-protection database could not be opened or is for
+    /// another network.
+    #[error("slashing protection: {0}")]
+    SlashingProtection(#[from] SlashingError),
 }
 
 /// Whether the service follows the wall clock or waits to be driven.
@@ -113,6 +128,15 @@ pub struct VcConfig {
     pub selection_timeout: Option<Duration>,
     /// Decisions kept for [`Vc::decisions`].
     pub decision_log_capacity: usize,
+    /// The client's data directory (created if missing). At start the
+    /// slashing-protection database in it
+    /// ([`SLASHING_PROTECTION_FILENAME`](super::slashing::SLASHING_PROTECTION_FILENAME))
+    /// is opened or created for the beacon node's network, and every key's
+    /// own public key (the key share in distributed mode: what this client
+    /// signs with) is registered; [`Vc::slashing_protection`] gives it.
+    /// `None`: no database, which suits a client that signs only selection
+    /// proofs (they cannot be slashed), as this one does today.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl VcConfig {
@@ -128,7 +152,14 @@ impl VcConfig {
             request_timeout: ClientConfig::default().timeout,
             selection_timeout: None,
             decision_log_capacity: DEFAULT_DECISION_LOG_CAPACITY,
+            data_dir: None,
         }
+    }
+
+    /// Sets the data directory (see [`VcConfig::data_dir`]).
+    pub fn with_data_dir(mut self, data_dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(data_dir.into());
+        self
     }
 
     /// Sets the name used in log lines.
@@ -198,6 +229,28 @@ impl Deref for VcHandle {
     }
 }
 
+/// Opens or creates the slashing-protection database of `data_dir` for the
+/// network `genesis_validators_root` and registers `keys`. It blocks (SQLite,
+/// one fsync) once, at start.
+fn open_slashing_protection(
+    data_dir: &Path,
+    genesis_validators_root: Root,
+    keys: &[ValidatorKey],
+) -> Result<SlashingDatabase, VcError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| VcError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let database = SlashingDatabase::open_or_create(&SlashingDatabase::path_in(data_dir))?;
+    database.ensure_genesis_validators_root(genesis_validators_root, "the beacon node")?;
+    let pubkeys: Vec<PublicKeyBytes> = keys
+        .iter()
+        .map(|key| PublicKeyBytes(key.pubkey().to_bytes()))
+        .collect();
+    database.register_validators(&pubkeys)?;
+    Ok(database)
+}
+
 impl Drop for VcHandle {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
@@ -228,6 +281,7 @@ pub struct Vc {
     pub(super) key_by_pubkey: HashMap<[u8; 48], usize>,
     pub(super) state: Mutex<State>,
     pub(super) decisions: DecisionLog,
+    pub(super) slashing_protection: Option<SlashingDatabase>,
 }
 
 /// What the client learnt and decided, behind one lock that is never held
@@ -297,6 +351,14 @@ impl Vc {
         )?;
         let chain = ChainInfo::fetch(&client).await?;
         let clock = chain.slot_clock()?;
+        let slashing_protection = match &config.data_dir {
+            Some(data_dir) => Some(open_slashing_protection(
+                data_dir,
+                chain.genesis_validators_root,
+                &config.keys,
+            )?),
+            None => None,
+        };
         let selections_client = BeaconNodeClient::with_config(
             &config.beacon_node,
             ClientConfig {
@@ -339,6 +401,7 @@ impl Vc {
             key_by_pubkey,
             state: Mutex::new(state),
             decisions: DecisionLog::new(config.decision_log_capacity),
+            slashing_protection,
         });
         let task = match config.drive {
             Drive::WallClock => Some(tokio::spawn(run_clock(Arc::clone(&vc)))),
@@ -360,6 +423,13 @@ impl Vc {
     /// Local or distributed selection.
     pub fn strategy(&self) -> SelectionStrategy {
         self.strategy
+    }
+
+    /// The slashing-protection database of [`VcConfig::data_dir`], every key
+    /// registered, bound to the chain's `genesis_validators_root`. Every
+    /// block and attestation signature must pass it first.
+    pub fn slashing_protection(&self) -> Option<&SlashingDatabase> {
+        self.slashing_protection.as_ref()
     }
 
     /// Every key whose validator index is known: (the key's public key, its
