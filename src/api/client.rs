@@ -11,12 +11,14 @@ use serde::Serialize;
 use super::attestation::{
     Attestation, AttestationPhase0, SignedAggregateAndProof, SingleAttestation,
 };
+use super::sse::{EventParser, ServerEvent};
+use super::ssz_list;
 use super::types::{
     AttesterDuty, BeaconCommitteeSelection, BeaconCommitteeSubscription, CommitteeData,
-    DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse, GenesisData, IndexedFailure,
-    IsAggregatorRequestItem, ProposerDuty, StateId, StateResponse, SyncCommitteeSelection,
-    SyncCommitteeSubscription, SyncDuty, SyncingData, ValidatorData, ValidatorId, ValidatorStatus,
-    VersionData,
+    DutiesResponse, ErrorMessage, ForkResponseData, GenericResponse, GenesisData, HeadEvent,
+    IndexedFailure, IsAggregatorRequestItem, ProposerDuty, StateId, StateResponse,
+    SyncCommitteeSelection, SyncCommitteeSubscription, SyncDuty, SyncingData, ValidatorData,
+    ValidatorId, ValidatorStatus, VersionData,
 };
 use crate::spec::{
     AttestationData, CommitteeIndex, Epoch, Fork, ForkName, Root, Slot, ValidatorIndex,
@@ -413,6 +415,50 @@ impl BeaconNodeClient {
             .await
     }
 
+    /// `POST /eth/v2/beacon/pool/attestations` with `Eth-Consensus-Version`:
+    /// phase0 .. deneb `Attestation`s.
+    pub async fn post_attestations_v2_phase0(
+        &self,
+        fork: ForkName,
+        attestations: &[AttestationPhase0],
+    ) -> Result<(), ClientError> {
+        self.post_versioned("/eth/v2/beacon/pool/attestations", fork, attestations)
+            .await
+    }
+
+    /// `POST /eth/v1/beacon/pool/attestations` with an SSZ body
+    /// (`List[Attestation]`).
+    pub async fn post_attestations_v1_ssz(
+        &self,
+        attestations: &[AttestationPhase0],
+    ) -> Result<(), ClientError> {
+        let items: Vec<Vec<u8>> = attestations
+            .iter()
+            .map(AttestationPhase0::as_ssz_bytes)
+            .collect();
+        self.post_ssz(
+            "/eth/v1/beacon/pool/attestations",
+            None,
+            ssz_list::encode_variable(&items),
+        )
+        .await
+    }
+
+    /// `POST /eth/v2/beacon/pool/attestations` with an SSZ body
+    /// (`List[SingleAttestation]`, electra on).
+    pub async fn post_attestations_v2_ssz(
+        &self,
+        fork: ForkName,
+        attestations: &[SingleAttestation],
+    ) -> Result<(), ClientError> {
+        let body: Vec<u8> = attestations
+            .iter()
+            .flat_map(SingleAttestation::as_ssz_bytes)
+            .collect();
+        self.post_ssz("/eth/v2/beacon/pool/attestations", Some(fork), body)
+            .await
+    }
+
     /// `GET /eth/v1/validator/aggregate_attestation?attestation_data_root&slot`
     /// (phase0 .. deneb).
     pub async fn aggregate_attestation_v1(
@@ -462,6 +508,42 @@ impl BeaconNodeClient {
     ) -> Result<(), ClientError> {
         self.post_versioned("/eth/v2/validator/aggregate_and_proofs", fork, aggregates)
             .await
+    }
+
+    /// `POST /eth/v2/validator/aggregate_and_proofs` with an SSZ body
+    /// (`List[SignedAggregateAndProof]`).
+    pub async fn post_aggregate_and_proofs_v2_ssz(
+        &self,
+        fork: ForkName,
+        aggregates: &[SignedAggregateAndProof],
+    ) -> Result<(), ClientError> {
+        let items: Vec<Vec<u8>> = aggregates
+            .iter()
+            .map(SignedAggregateAndProof::as_ssz_bytes)
+            .collect();
+        self.post_ssz(
+            "/eth/v2/validator/aggregate_and_proofs",
+            Some(fork),
+            ssz_list::encode_variable(&items),
+        )
+        .await
+    }
+
+    /// `GET /eth/v1/events?topics=...`: the node's server-sent events, read
+    /// as they come (the stream has no deadline; connecting has).
+    pub async fn events(&self, topics: &[&str]) -> Result<EventStream, ClientError> {
+        let url = self.url(&format!("/eth/v1/events?topics={}", topics.join(",")));
+        let request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = send("GET", &url, request).await?;
+        Ok(EventStream {
+            url,
+            response,
+            parser: EventParser::default(),
+            ready: std::collections::VecDeque::new(),
+        })
     }
 
     /// `GET /eth/v2/debug/beacon/states/{state_id}` as SSZ.
@@ -538,6 +620,28 @@ impl BeaconNodeClient {
         Ok(())
     }
 
+    /// A POST of an SSZ body, with `Eth-Consensus-Version` when `fork` is given.
+    async fn post_ssz(
+        &self,
+        path: &str,
+        fork: Option<ForkName>,
+        body: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .timeout(self.config.timeout);
+        if let Some(fork) = fork {
+            request = request.header(CONSENSUS_VERSION_HEADER, fork.as_str());
+        }
+        let response = send("POST", &url, request).await?;
+        read_limited("POST", &url, response, self.config.max_json_bytes).await?;
+        Ok(())
+    }
+
     async fn post_data<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -562,6 +666,67 @@ impl BeaconNodeClient {
             url: url.to_string(),
             reason: error.to_string(),
         })
+    }
+}
+
+/// The events of a `GET /eth/v1/events` stream, as they arrive.
+#[derive(Debug)]
+pub struct EventStream {
+    url: String,
+    response: reqwest::Response,
+    parser: EventParser,
+    ready: std::collections::VecDeque<ServerEvent>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the node closes the stream.
+    pub async fn next(&mut self) -> Option<Result<ServerEvent, ClientError>> {
+        while self.ready.is_empty() {
+            let chunk = match self.response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return None,
+                Err(source) => {
+                    return Some(Err(ClientError::Transport {
+                        method: "GET",
+                        url: self.url.clone(),
+                        source,
+                    }))
+                }
+            };
+            match self.parser.push(&chunk) {
+                Ok(events) => self.ready.extend(events),
+                Err(error) => {
+                    return Some(Err(ClientError::Decode {
+                        method: "GET",
+                        url: self.url.clone(),
+                        reason: error.to_string(),
+                    }))
+                }
+            }
+        }
+        self.ready.pop_front().map(Ok)
+    }
+
+    /// The next `head` event (other events are skipped), decoded.
+    pub async fn next_head(&mut self) -> Option<Result<HeadEvent, ClientError>> {
+        loop {
+            let event = match self.next().await? {
+                Ok(event) => event,
+                Err(error) => return Some(Err(error)),
+            };
+            if event.event == "head" {
+                return Some(serde_json::from_str(&event.data).map_err(|error| {
+                    ClientError::Decode {
+                        method: "GET",
+                        url: self.url.clone(),
+                        reason: format!(
+                            "head event {}: {error}",
+                            event.data.chars().take(300).collect::<String>()
+                        ),
+                    }
+                }));
+            }
+        }
     }
 }
 

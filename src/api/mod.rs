@@ -1,9 +1,10 @@
 //! Beacon API surface of the project: wire types with serde in Beacon API
 //! conventions ([`types`]), the attester and aggregator duties' objects in
-//! JSON and SSZ ([`attestation`]), error bodies ([`error`]), the
+//! JSON and SSZ ([`attestation`]) and their SSZ list bodies ([`ssz_list`]), error bodies ([`error`]), the
 //! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
-//! ([`filters`]), a typed HTTP client ([`client`]) and what a client learns
+//! ([`filters`]), a typed HTTP client ([`client`]) with its server-sent
+//! event reader ([`sse`]) and what a client learns
 //! of the chain from it ([`chain`]).
 
 pub mod attestation;
@@ -13,6 +14,8 @@ pub mod client;
 pub mod error;
 pub mod filters;
 pub mod selection;
+pub mod sse;
+pub mod ssz_list;
 #[cfg(test)]
 mod test_support;
 pub mod types;

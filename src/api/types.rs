@@ -668,3 +668,29 @@ mod tests {
         assert_eq!(duties.data[0].validator_sync_committee_indices, vec![1, 9]);
     }
 }
+
+/// The data of a `head` event of `GET /eth/v1/events?topics=head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadEvent {
+    /// The head's slot.
+    #[serde(with = "quoted_u64")]
+    pub slot: Slot,
+    /// The head block's root.
+    #[serde(with = "hex_root")]
+    pub block: Root,
+    /// The root of the head state.
+    #[serde(with = "hex_root")]
+    pub state: Root,
+    /// Whether the head moved into a new epoch.
+    pub epoch_transition: bool,
+    /// `get_block_root_at_slot(state, compute_start_slot_at_epoch(epoch - 1) - 1)`
+    /// (the genesis block root on underflow).
+    #[serde(with = "hex_root")]
+    pub previous_duty_dependent_root: Root,
+    /// `get_block_root_at_slot(state, compute_start_slot_at_epoch(epoch) - 1)`
+    /// (the genesis block root on underflow).
+    #[serde(with = "hex_root")]
+    pub current_duty_dependent_root: Root,
+    /// Whether the head block was imported optimistically.
+    pub execution_optimistic: bool,
+}

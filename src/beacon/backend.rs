@@ -1,24 +1,36 @@
 //! The beacon-node side's view of the chain: one loaded `BeaconState` with the
 //! committee caches of its previous, current and next epoch, replaced whole
 //! when a newer state arrives, and the [`SelectionBackend`] over it that the
-//! `is_aggregator` filter and the read-only Beacon API answer from.
+//! `is_aggregator` filter and the read-only Beacon API answer from. Each
+//! replacement by a state of another slot is announced to
+//! [`StateBackend::subscribe_heads`] subscribers (the `head` event stream).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use tokio::sync::broadcast;
+
+use super::head::ChainRoots;
 use crate::api::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
 use crate::crypto::PublicKey;
-use crate::spec::{ChainSpec, Preset, Slot, ValidatorIndex};
+use crate::spec::{ChainSpec, Preset, Root, Slot, ValidatorIndex};
 use crate::state::epoch_caches::{EpochCommittees, EpochCommitteesError};
 use crate::state::BeaconState;
 
-/// A state and everything derived from it once, at load.
+/// Head changes a lagging subscriber may fall behind by before it misses
+/// some (each held change keeps its state alive until every subscriber saw it).
+const HEAD_CHANNEL_CAPACITY: usize = 16;
+
+/// A state and everything derived from it once: the committees at load, the
+/// roots on first use.
 #[derive(Debug)]
 pub struct LoadedState {
     /// The decoded state.
     pub state: BeaconState,
     /// The committees of the state's previous, current and next epoch.
     pub committees: EpochCommittees,
+    state_root: OnceLock<Root>,
+    chain_roots: OnceLock<ChainRoots>,
 }
 
 impl LoadedState {
@@ -26,8 +38,36 @@ impl LoadedState {
     /// off the async executor for mainnet-size states).
     pub fn new(state: BeaconState) -> Result<Self, EpochCommitteesError> {
         let committees = EpochCommittees::from_state(&state)?;
-        Ok(LoadedState { state, committees })
+        Ok(LoadedState {
+            state,
+            committees,
+            state_root: OnceLock::new(),
+            chain_roots: OnceLock::new(),
+        })
     }
+
+    /// `hash_tree_root(state)`, computed on first use (a whole-state hash:
+    /// call it off the async executor).
+    pub fn state_root(&self) -> Root {
+        *self.state_root.get_or_init(|| self.state.hash_tree_root())
+    }
+
+    /// The head block root and the block roots the state records, computed
+    /// on first use (off the async executor: a genesis state's head root
+    /// needs the state's root).
+    pub fn chain_roots(&self) -> &ChainRoots {
+        self.chain_roots
+            .get_or_init(|| ChainRoots::of(&self.state, || self.state_root()))
+    }
+}
+
+/// A new state of the backend: what `head` events are made of.
+#[derive(Debug, Clone)]
+pub struct HeadUpdate {
+    /// The slot of the state it replaced (`None` for the first state).
+    pub previous_slot: Option<Slot>,
+    /// The new state.
+    pub loaded: Arc<LoadedState>,
 }
 
 /// The state a beacon-node-side service answers from, shared by its routes.
@@ -41,6 +81,7 @@ pub struct StateBackend {
     waiting_for: RwLock<String>,
     loaded: RwLock<Option<Arc<LoadedState>>>,
     pubkeys: RwLock<HashMap<ValidatorIndex, PublicKey>>,
+    heads: broadcast::Sender<HeadUpdate>,
 }
 
 impl std::fmt::Debug for StateBackend {
@@ -61,6 +102,7 @@ impl StateBackend {
             waiting_for: RwLock::new(waiting_for.into()),
             loaded: RwLock::new(None),
             pubkeys: RwLock::new(HashMap::new()),
+            heads: broadcast::channel(HEAD_CHANNEL_CAPACITY).0,
         }
     }
 
@@ -69,13 +111,28 @@ impl StateBackend {
         &self.spec
     }
 
-    /// Replaces the state every later request answers from.
+    /// Replaces the state every later request answers from and, when its
+    /// slot differs from the state it replaces, tells the head subscribers.
     pub fn set_state(&self, loaded: LoadedState) {
         let loaded = Arc::new(loaded);
-        match self.loaded.write() {
-            Ok(mut slot) => *slot = Some(loaded),
-            Err(poisoned) => *poisoned.into_inner() = Some(loaded),
+        let previous = match self.loaded.write() {
+            Ok(mut slot) => slot.replace(Arc::clone(&loaded)),
+            Err(poisoned) => poisoned.into_inner().replace(Arc::clone(&loaded)),
+        };
+        let previous_slot = previous.map(|previous| previous.state.slot());
+        if previous_slot != Some(loaded.state.slot()) {
+            // No subscriber is not an error: the update is dropped.
+            let _ = self.heads.send(HeadUpdate {
+                previous_slot,
+                loaded,
+            });
         }
+    }
+
+    /// A receiver of every later state change to a new slot, in order (a
+    /// receiver more than 16 changes behind misses the oldest).
+    pub fn subscribe_heads(&self) -> broadcast::Receiver<HeadUpdate> {
+        self.heads.subscribe()
     }
 
     /// Records why no state is loaded (shown in the 503) while none is.

@@ -15,6 +15,9 @@
 //! - [`sidecar`]: the server that assembles them.
 
 pub mod backend;
+pub mod events;
+pub mod head;
+pub mod pool;
 pub mod proxy;
 pub mod sidecar;
 pub mod source;

@@ -4,10 +4,12 @@
 //! `POST /eth/v1/validator/is_aggregator` from the upstream's head state
 //! (followed per epoch), answers the two standard selection routes 501, and
 //! reverse-proxies every other request unchanged (the subscription endpoints
-//! included). On a state file (`--state`) it serves the same extension routes
-//! plus the read-only Beacon API that the state determines and the two
-//! subscription endpoints, whose accepted items [`Sidecar::subscriptions`]
-//! returns, with no upstream at all.
+//! included). On a state file (`--state`) or a state in memory it serves the
+//! same extension routes plus the read-only Beacon API that the state
+//! determines, the two subscription endpoints (accepted items in
+//! [`Sidecar::subscriptions`]), attestation data, the attestation pool and
+//! the aggregate endpoints (accepted items in [`Sidecar::pool`]) and the
+//! `head` event stream, with no upstream at all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,9 @@ use tracing::info;
 use warp::Filter;
 
 use super::backend::{LoadedState, StateBackend};
+use super::events::event_routes;
+use super::pool::routes::pool_routes;
+use super::pool::AttestationPool;
 use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
 use super::source::{follow_upstream, load_state_file, FollowConfig, SourceError};
 use super::state_api::state_api_routes;
@@ -77,6 +82,7 @@ pub struct Sidecar {
     addr: SocketAddr,
     backend: Arc<StateBackend>,
     subscriptions: Arc<SubscriptionLog>,
+    pool: Arc<AttestationPool>,
     /// The follower (with an upstream), then the server.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -124,6 +130,7 @@ impl Sidecar {
             .or(selections_not_implemented())
             .unify();
         let subscriptions = Arc::new(SubscriptionLog::default());
+        let pool = Arc::new(AttestationPool::default());
         let (addr, server) = match &config.source {
             SidecarSource::StateFile { .. } | SidecarSource::State(_) => {
                 let routes = extension
@@ -133,6 +140,10 @@ impl Sidecar {
                     ))
                     .unify()
                     .or(state_api_routes(Arc::clone(&backend)))
+                    .unify()
+                    .or(pool_routes(Arc::clone(&backend), Arc::clone(&pool)))
+                    .unify()
+                    .or(event_routes(Arc::clone(&backend)))
                     .unify();
                 bind(routes, config.listen).await?
             }
@@ -153,6 +164,7 @@ impl Sidecar {
             addr,
             backend,
             subscriptions,
+            pool,
             tasks,
         })
     }
@@ -171,6 +183,12 @@ impl Sidecar {
     /// upstream they are proxied and the log stays empty).
     pub fn subscriptions(&self) -> &Arc<SubscriptionLog> {
         &self.subscriptions
+    }
+
+    /// The attestation pool and its record of accepted attestations and
+    /// aggregates (state modes; in front of an upstream it stays empty).
+    pub fn pool(&self) -> &Arc<AttestationPool> {
+        &self.pool
     }
 
     /// Serves until the process is stopped.

@@ -169,7 +169,7 @@ async fn wait_for_epoch_after(
     config: &FollowConfig,
 ) {
     let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH.max(1);
-    match wait_on_head_events(client.base_url(), epoch, slots_per_epoch).await {
+    match wait_on_head_events(client, epoch, slots_per_epoch).await {
         Ok(()) => return,
         Err(reason) => debug!(%reason, "head event stream unavailable; polling the head slot"),
     }
@@ -187,98 +187,28 @@ async fn wait_for_epoch_after(
 /// Reads `GET /eth/v1/events?topics=head` until a head event's slot is in an
 /// epoch after `epoch`. Errors say why the stream cannot be used.
 async fn wait_on_head_events(
-    base_url: &str,
+    client: &BeaconNodeClient,
     epoch: Epoch,
     slots_per_epoch: u64,
 ) -> Result<(), String> {
-    let url = format!("{base_url}/eth/v1/events?topics=head");
-    let mut response = reqwest::Client::new()
-        .get(&url)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
-    }
-    let mut events = HeadEventParser::default();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        for slot in events.push(&chunk)? {
-            if slot / slots_per_epoch > epoch {
-                return Ok(());
-            }
+    let mut events = client.events(&["head"]).await.map_err(|e| e.to_string())?;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| e.to_string())?;
+        // Only the slot matters here: read it alone, whatever else a node sends.
+        let slot = (event.event == "head")
+            .then(|| head_event_slot(&event.data))
+            .flatten();
+        if slot.is_some_and(|slot| slot / slots_per_epoch > epoch) {
+            return Ok(());
         }
     }
-    Err(format!("{url} closed the stream"))
-}
-
-/// The largest server-sent-event line accepted; head events are ~300 bytes.
-const MAX_EVENT_LINE_BYTES: usize = 64 * 1024;
-
-/// Splits a `text/event-stream` into lines and returns the slots of `head` events.
-#[derive(Debug, Default)]
-struct HeadEventParser {
-    line: Vec<u8>,
-    event: String,
-}
-
-impl HeadEventParser {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Slot>, String> {
-        let mut slots = Vec::new();
-        for &byte in bytes {
-            if byte != b'\n' {
-                if self.line.len() >= MAX_EVENT_LINE_BYTES {
-                    return Err(format!(
-                        "event line longer than {MAX_EVENT_LINE_BYTES} bytes"
-                    ));
-                }
-                self.line.push(byte);
-                continue;
-            }
-            let line = String::from_utf8_lossy(&self.line)
-                .trim_end_matches('\r')
-                .to_string();
-            self.line.clear();
-            if let Some(name) = line.strip_prefix("event:") {
-                self.event = name.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data:") {
-                if self.event == "head" {
-                    slots.extend(head_event_slot(data.trim()));
-                }
-            } else if line.is_empty() {
-                self.event.clear();
-            }
-        }
-        Ok(slots)
-    }
+    Err(format!(
+        "{}/eth/v1/events closed the stream",
+        client.base_url()
+    ))
 }
 
 fn head_event_slot(data: &str) -> Option<Slot> {
     let value: serde_json::Value = serde_json::from_str(data).ok()?;
     value.get("slot")?.as_str()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn head_events_split_across_chunks() {
-        let stream = b"event: head\ndata: {\"slot\":\"17\",\"block\":\"0x00\"}\n\n: keep-alive\n\nevent: block\ndata: {\"slot\":\"99\"}\n\nevent: head\r\ndata: {\"slot\":\"24\"}\r\n\r\n";
-        let mut parser = HeadEventParser::default();
-        let mut slots = Vec::new();
-        for chunk in stream.chunks(7) {
-            slots.extend(parser.push(chunk).unwrap());
-        }
-        assert_eq!(slots, vec![17, 24]);
-    }
-
-    #[test]
-    fn an_endless_line_is_refused() {
-        let mut parser = HeadEventParser::default();
-        let error = parser
-            .push(&vec![b'x'; MAX_EVENT_LINE_BYTES + 1])
-            .unwrap_err();
-        assert!(error.contains("longer than"), "{error}");
-    }
 }

@@ -134,11 +134,9 @@ impl From<BackendError> for StateApiError {
     }
 }
 
-/// One loaded state with what is derived from it on first use: its root
-/// (for `{state_id}` given as a root) and its SSZ (for the debug endpoint).
+/// One loaded state with its SSZ (for the debug endpoint), encoded on first use.
 struct StateView {
     loaded: Arc<LoadedState>,
-    root: OnceLock<Root>,
     ssz: OnceLock<Bytes>,
 }
 
@@ -147,8 +145,9 @@ impl StateView {
         &self.loaded.state
     }
 
+    /// The state's root (for `{state_id}` given as a root).
     fn root(&self) -> Root {
-        *self.root.get_or_init(|| self.state().hash_tree_root())
+        self.loaded.state_root()
     }
 
     fn ssz(&self) -> &Bytes {
@@ -176,7 +175,6 @@ impl StateApi {
         }
         let view = Arc::new(StateView {
             loaded,
-            root: OnceLock::new(),
             ssz: OnceLock::new(),
         });
         *cached = Some(Arc::clone(&view));

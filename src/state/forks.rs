@@ -306,6 +306,16 @@ impl<E: StatePreset> ForkState<E> {
         on_fork!(self, s => &s.latest_block_header)
     }
 
+    /// `state.previous_justified_checkpoint`.
+    pub fn previous_justified_checkpoint(&self) -> Checkpoint {
+        on_fork!(self, s => s.previous_justified_checkpoint)
+    }
+
+    /// `state.current_justified_checkpoint`.
+    pub fn current_justified_checkpoint(&self) -> Checkpoint {
+        on_fork!(self, s => s.current_justified_checkpoint)
+    }
+
     /// `state.proposer_lookahead`; `None` before fulu.
     pub fn proposer_lookahead(&self) -> Option<&[ValidatorIndex]> {
         match self {

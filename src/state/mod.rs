@@ -54,8 +54,8 @@ use pubkey_index::PubkeyIndex;
 
 use crate::crypto::CryptoError;
 use crate::spec::{
-    ChainSpec, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot, ValidatorIndex,
-    Version,
+    ChainSpec, Checkpoint, DomainType, Epoch, Fork, ForkName, Preset, PresetName, Root, Slot,
+    ValidatorIndex, Version,
 };
 
 /// The largest state SSZ [`decode_state`] accepts: 1 GiB. A validator costs
@@ -363,6 +363,16 @@ impl BeaconState {
     /// `state.latest_block_header`.
     pub fn latest_block_header(&self) -> &BeaconBlockHeader {
         on_preset!(&self.state, s => s.latest_block_header())
+    }
+
+    /// `state.previous_justified_checkpoint`.
+    pub fn previous_justified_checkpoint(&self) -> Checkpoint {
+        on_preset!(&self.state, s => s.previous_justified_checkpoint())
+    }
+
+    /// `state.current_justified_checkpoint`.
+    pub fn current_justified_checkpoint(&self) -> Checkpoint {
+        on_preset!(&self.state, s => s.current_justified_checkpoint())
     }
 
     /// `state.randao_mixes`.
