@@ -556,11 +556,13 @@ pub struct Instance<V: Value> {
     input: Option<V>,
     round: Round,
     deadline: Option<Duration>,
-    /// The last round in which this node proposed, accepted a proposal,
-    /// sent COMMIT, and reported waiting for its input (0: none).
+    /// The last round in which this node proposed (0: none).
     proposed_round: Round,
+    /// The last round in which it accepted a proposal and sent PREPARE.
     accepted_round: Round,
+    /// The last round in which it sent COMMIT.
     committed_round: Round,
+    /// The last round in which it reported leading without an input.
     awaiting_round: Round,
     prepared: Option<Prepared<V>>,
     /// Per round, the first justified message of each type and source
@@ -2065,6 +2067,13 @@ mod tests {
             self.config = self.config.with_max_rounds_ahead(rounds);
             self
         }
+    }
+
+    #[test]
+    fn instances_move_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Instance<Text>>();
+        send_and_sync::<Config>();
     }
 
     #[test]
