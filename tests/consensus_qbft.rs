@@ -12,16 +12,19 @@ use std::time::Duration;
 
 use dv_aggregator::consensus::{
     faulty, leader, linear_round_timeout, quorum, Config, Decision, Event, Instance, InstanceId,
-    JustificationError, Message, MessageBody, MessageKind, NodeIndex, NodeKeys, Output,
-    PreparedRef, Recipient, Refusal, RoundChangeReason, SignatureBytes, SignedBody, Value,
+    JustificationError, Message, MessageBody, MessageKind, NodeIndex, Output, PreparedRef,
+    Recipient, Refusal, RoundChangeReason, SignedBody, Validity, Value,
 };
-use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+#[path = "support/bls_node_keys.rs"]
+mod bls_node_keys;
+
+use bls_node_keys::{cluster_keys, BlsKeys};
 
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
@@ -43,48 +46,8 @@ fn data(s: &str) -> Data {
     Data(s.to_string())
 }
 
-/// The cluster's BLS node keys over blst, as the middleware plugs them.
-struct BlsKeys {
-    secret: SecretKey,
-    cluster: Arc<Vec<PublicKey>>,
-}
-
-impl NodeKeys for BlsKeys {
-    fn sign(&self, digest: &[u8; 32]) -> SignatureBytes {
-        SignatureBytes::new(self.secret.sign(digest).to_bytes().to_vec()).expect("96 bytes")
-    }
-
-    fn verify(&self, source: NodeIndex, digest: &[u8; 32], signature: &SignatureBytes) -> bool {
-        let key = source
-            .checked_sub(1)
-            .and_then(|i| self.cluster.get(i as usize));
-        let signature = Signature::from_bytes(signature.as_bytes());
-        matches!((key, signature), (Some(key), Ok(s)) if s.verify(key, digest))
-    }
-}
-
-/// Node keys of a cluster of `nodes`: the interop keys 0..n.
-fn cluster_keys(nodes: u64) -> Vec<Arc<BlsKeys>> {
-    let secrets: Vec<SecretKey> = (0..nodes).map(interop_secret_key).collect();
-    let cluster = Arc::new(
-        secrets
-            .iter()
-            .map(SecretKey::public_key)
-            .collect::<Vec<_>>(),
-    );
-    secrets
-        .into_iter()
-        .map(|secret| {
-            Arc::new(BlsKeys {
-                secret,
-                cluster: cluster.clone(),
-            })
-        })
-        .collect()
-}
-
 /// Honest validity: values starting with "bad" are refused.
-fn validity() -> Box<dyn Fn(&Data) -> Result<(), String> + Send + Sync> {
+fn validity() -> Validity<Data> {
     Box::new(|value: &Data| match value.0.starts_with("bad") {
         true => Err(format!("{:?} fails this node's checks", value.0)),
         false => Ok(()),
@@ -607,15 +570,30 @@ fn all_nodes_decide_the_common_value_in_round_one() {
     }
 }
 
+/// Round 1's leader behaves as `behaviour`; node i holds the input "data-i".
+/// Every honest node decides round 2's leader's input, in round 2. Returns
+/// the run and round 1's leader.
+fn first_leader_costs_one_round(n: u64, seed: u64, behaviour: Behaviour) -> (Sim, NodeIndex) {
+    let sim = Sim::new(n, seed).distinct_inputs();
+    let (first, second) = (sim.leader(1), sim.leader(2));
+    let sim = sim.behaviour(first, behaviour).run(LIMIT);
+    assert_eq!(sim.assert_agreed(), data(&format!("data-{second}")));
+    for node in sim.honest() {
+        assert_eq!(
+            sim.decided_round(node.index),
+            2,
+            "n={n} node {}",
+            node.index
+        );
+    }
+    (sim, first)
+}
+
 #[test]
 fn a_crashed_leader_costs_one_round() {
     for n in [4, 7] {
-        let sim = Sim::new(n, 2).distinct_inputs();
-        let (first, second) = (sim.leader(1), sim.leader(2));
-        let sim = sim.behaviour(first, Behaviour::Crashed).run(LIMIT);
-        assert_eq!(sim.assert_agreed(), data(&format!("data-{second}")));
+        let (sim, first) = first_leader_costs_one_round(n, 2, Behaviour::Crashed);
         for node in sim.honest() {
-            assert_eq!(sim.decided_round(node.index), 2);
             assert!(node.events.contains(&Event::RoundChanged {
                 from: 1,
                 to: 2,
@@ -628,12 +606,8 @@ fn a_crashed_leader_costs_one_round() {
 #[test]
 fn a_leader_proposing_an_invalid_value_costs_one_round() {
     for n in [4, 7] {
-        let sim = Sim::new(n, 3).distinct_inputs();
-        let (first, second) = (sim.leader(1), sim.leader(2));
-        let sim = sim.behaviour(first, Behaviour::ProposesInvalid).run(LIMIT);
-        assert_eq!(sim.assert_agreed(), data(&format!("data-{second}")));
+        let (sim, first) = first_leader_costs_one_round(n, 3, Behaviour::ProposesInvalid);
         for node in sim.honest() {
-            assert_eq!(sim.decided_round(node.index), 2);
             let refused_proposal = refusals(&sim, node.index).into_iter().any(|(source, kind, reason)| {
                 source == first
                     && kind == MessageKind::PrePrepare

@@ -700,7 +700,8 @@ pub(crate) mod tests {
                 &keys,
             )
         };
-        let good = Some(Digest(value.digest()));
+        let value_digest = Digest(value.digest());
+        let good = Some(value_digest);
         assert_eq!(
             prepare(good, 1, Some(value.clone())).check_well_formed(),
             Ok(())
@@ -726,7 +727,7 @@ pub(crate) mod tests {
         let mut round_change = signed_round_change(None);
         round_change.signed.body.prepared = Some(PreparedRef {
             round: 7,
-            value: good.unwrap(),
+            value: value_digest,
         });
         round_change.value = Some(value);
         assert_eq!(problem(round_change), "prepared round must be in 1..round");
