@@ -123,9 +123,15 @@ impl SignatureBytes {
     }
 }
 
-impl fmt::Debug for SignatureBytes {
+impl fmt::Display for SignatureBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "0x{}", hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for SignatureBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -151,7 +157,7 @@ macro_rules! hex32 {
 
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let bytes = deserialize_hex(deserializer, 32)?;
+                let bytes = deserialize_hex(deserializer, HexLength::Exactly(32))?;
                 let mut array = [0u8; 32];
                 array.copy_from_slice(&bytes);
                 Ok(Self(array))
@@ -165,32 +171,44 @@ hex32!(InstanceId);
 
 impl Serialize for SignatureBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{self:?}"))
+        serializer.collect_str(self)
     }
 }
 
 impl<'de> Deserialize<'de> for SignatureBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_hex(deserializer, MAX_SIGNATURE_BYTES).map(Self)
+        deserialize_hex(deserializer, HexLength::AtMost(MAX_SIGNATURE_BYTES)).map(Self)
     }
 }
 
-/// `0x`-hex of exactly `len` bytes when `len` is 32 (digests), at most `len`
-/// bytes otherwise (signatures); the string's length is checked before it is
-/// decoded.
+/// How many bytes a hex string may hold.
+#[derive(Clone, Copy)]
+enum HexLength {
+    Exactly(usize),
+    AtMost(usize),
+}
+
+/// `0x`-hex of the bytes `length` allows; the string's length is checked
+/// before it is decoded.
 fn deserialize_hex<'de, D: Deserializer<'de>>(
     deserializer: D,
-    len: usize,
+    length: HexLength,
 ) -> Result<Vec<u8>, D::Error> {
     let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| de::Error::custom("hex must start with 0x"))?;
-    let exact = len == 32;
-    if digits.len() > 2 * len || (exact && digits.len() != 2 * len) {
+    let fits = match length {
+        HexLength::Exactly(bytes) => digits.len() == 2 * bytes,
+        HexLength::AtMost(bytes) => digits.len() <= 2 * bytes,
+    };
+    if !fits {
+        let (what, bytes) = match length {
+            HexLength::Exactly(bytes) => ("", bytes),
+            HexLength::AtMost(bytes) => ("at most ", bytes),
+        };
         return Err(de::Error::custom(format!(
-            "expected {}{len} bytes of hex, got {} hex digits",
-            if exact { "" } else { "at most " },
+            "expected {what}{bytes} bytes of hex, got {} hex digits",
             digits.len()
         )));
     }
@@ -682,7 +700,8 @@ pub(crate) mod tests {
                 &keys,
             )
         };
-        let good = Some(Digest(value.digest()));
+        let value_digest = Digest(value.digest());
+        let good = Some(value_digest);
         assert_eq!(
             prepare(good, 1, Some(value.clone())).check_well_formed(),
             Ok(())
@@ -708,7 +727,7 @@ pub(crate) mod tests {
         let mut round_change = signed_round_change(None);
         round_change.signed.body.prepared = Some(PreparedRef {
             round: 7,
-            value: good.unwrap(),
+            value: value_digest,
         });
         round_change.value = Some(value);
         assert_eq!(problem(round_change), "prepared round must be in 1..round");

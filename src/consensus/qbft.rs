@@ -556,11 +556,13 @@ pub struct Instance<V: Value> {
     input: Option<V>,
     round: Round,
     deadline: Option<Duration>,
-    /// The last round in which this node proposed, accepted a proposal,
-    /// sent COMMIT, and reported waiting for its input (0: none).
+    /// The last round in which this node proposed (0: none).
     proposed_round: Round,
+    /// The last round in which it accepted a proposal and sent PREPARE.
     accepted_round: Round,
+    /// The last round in which it sent COMMIT.
     committed_round: Round,
+    /// The last round in which it reported leading without an input.
     awaiting_round: Round,
     prepared: Option<Prepared<V>>,
     /// Per round, the first justified message of each type and source
@@ -1502,6 +1504,25 @@ mod tests {
         Some(Digest(value.digest()))
     }
 
+    /// `out` is this node's proposal of `value` in `round` and its own PREPARE.
+    fn assert_proposes(out: &Output<Text>, round: Round, value: &Text, reproposed: bool) {
+        let kinds = [MessageKind::PrePrepare, MessageKind::Prepare];
+        let expected: Vec<_> = kinds
+            .iter()
+            .map(|&kind| (kind, round, digest(value)))
+            .collect();
+        assert_eq!(sent(out), expected);
+        let value = Digest(value.digest());
+        assert_eq!(
+            out.events,
+            [Event::Proposed {
+                round,
+                value,
+                reproposed
+            }]
+        );
+    }
+
     /// Delivers every message of `outs` (and of the outputs they cause) to
     /// its recipients in order, synchronously.
     fn deliver_all(nodes: &mut [Instance<Text>], mut queue: Vec<(NodeIndex, Outgoing<Text>)>) {
@@ -1529,9 +1550,10 @@ mod tests {
         for n in 1..=MAX_NODES {
             let (q, f) = (quorum(n), faulty(n));
             assert!(3 * f < n, "n={n}");
+            let overlap = 2 * q - n;
             assert!(
-                2 * q >= n + f + 1,
-                "two quorums of n={n} share fewer than f+1 nodes"
+                overlap > f,
+                "two quorums of n={n} share only {overlap} nodes"
             );
             assert!(n - f >= q, "the honest nodes of n={n} are no quorum");
         }
@@ -1542,7 +1564,8 @@ mod tests {
         let leaders: Vec<_> = (1..=8).map(|r| leader(0, r, 4)).collect();
         assert_eq!(leaders, [2, 3, 4, 1, 2, 3, 4, 1]);
         assert_eq!(leader(5, 1, 4), 3);
-        assert_eq!(leader(u64::MAX, u64::MAX, 7), (u64::MAX % 7 * 2) % 7 + 1);
+        // 2^64 - 1 = 1 mod 7: no overflow, (1 + 1) mod 7 + 1.
+        assert_eq!(leader(u64::MAX, u64::MAX, 7), 3);
     }
 
     #[test]
@@ -1722,21 +1745,7 @@ mod tests {
         let out = n2.tick(Duration::from_millis(500));
         assert!(out.messages.is_empty());
         let out = n2.set_input(value.clone(), Duration::from_millis(600));
-        assert_eq!(
-            sent(&out),
-            [
-                (MessageKind::PrePrepare, 1, digest(&value)),
-                (MessageKind::Prepare, 1, digest(&value))
-            ]
-        );
-        assert_eq!(
-            out.events,
-            [Event::Proposed {
-                round: 1,
-                value: digest(&value).unwrap(),
-                reproposed: false
-            }]
-        );
+        assert_proposes(&out, 1, &value, false);
     }
 
     #[test]
@@ -1810,21 +1819,7 @@ mod tests {
         let changes = round_two_changes(&a);
         n3.receive(changes[1].clone(), SECOND);
         let out = n3.receive(changes[0].clone(), SECOND);
-        assert_eq!(
-            sent(&out),
-            [
-                (MessageKind::PrePrepare, 2, digest(&a)),
-                (MessageKind::Prepare, 2, digest(&a))
-            ]
-        );
-        assert_eq!(
-            out.events,
-            [Event::Proposed {
-                round: 2,
-                value: digest(&a).unwrap(),
-                reproposed: true
-            }]
-        );
+        assert_proposes(&out, 2, &a, true);
         // Its proposal is justified for the others.
         let mut n2 = node(2, 4);
         let out = n2.receive(out.messages[0].message.clone(), SECOND);
@@ -2065,6 +2060,13 @@ mod tests {
             self.config = self.config.with_max_rounds_ahead(rounds);
             self
         }
+    }
+
+    #[test]
+    fn instances_move_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<Instance<Text>>();
+        send_and_sync::<Config>();
     }
 
     #[test]
