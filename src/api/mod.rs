@@ -2,8 +2,9 @@
 //! conventions ([`types`]), error bodies ([`error`]), the
 //! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
-//! ([`filters`]), a typed HTTP client ([`client`]) and what a client learns
-//! of the chain from it ([`chain`]).
+//! ([`filters`]), a typed HTTP client ([`client`]), what a client learns
+//! of the chain from it ([`chain`]) and the two body encodings, JSON and
+//! SSZ ([`wire`]).
 
 pub mod backend;
 pub mod chain;
@@ -14,6 +15,7 @@ pub mod selection;
 #[cfg(test)]
 mod test_support;
 pub mod types;
+pub mod wire;
 
 pub use backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
 pub use chain::{ChainInfo, ChainInfoError};
