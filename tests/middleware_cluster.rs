@@ -15,7 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{
-    hex_bytes, oracle_beacon_node, oracle_vectors, split_interop_keys, u64_of, CapturedLogs,
+    free_port, hex_bytes, oracle_beacon_node, oracle_vectors, split_interop_keys, u64_of,
+    CapturedLogs,
 };
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::filters::Limits;
@@ -87,16 +88,6 @@ fn logs() -> &'static CapturedLogs {
         tracing::subscriber::set_global_default(subscriber).unwrap();
         logs
     })
-}
-
-/// A port that was free a moment ago (the lock must name peer ports before
-/// the nodes bind them).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Retries that give up within a few seconds, so a node that is down
@@ -753,7 +744,7 @@ async fn bad_validator_client_input_gets_beacon_api_errors_naming_each_item() {
     };
     let (status, body) = post("application/json", "[{\"validator_index\":".into()).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(400)), "{body}");
-    let (status, _) = post("application/octet-stream", "[]".into()).await;
+    let (status, _) = post("text/plain", "[]".into()).await;
     assert_eq!(status, 415);
 
     // One good item, one of a validator outside the cluster, one signed by
@@ -964,4 +955,251 @@ async fn is_aggregator_names_the_items_not_combined_yet_instead_of_answering_fal
         ],
         "{metrics}"
     );
+}
+
+/// Lodestar's SSZ `List[BeaconCommitteeSelection]`, written out by hand:
+/// validator_index, slot (little-endian u64), selection_proof: 112 bytes each.
+fn beacon_selections_ssz(items: &[BeaconCommitteeSelection]) -> Vec<u8> {
+    items
+        .iter()
+        .flat_map(|item| {
+            [
+                &item.validator_index.to_le_bytes()[..],
+                &item.slot.to_le_bytes(),
+                &item.selection_proof.0,
+            ]
+            .concat()
+        })
+        .collect()
+}
+
+/// The reverse of [`beacon_selections_ssz`].
+fn beacon_selections_of_ssz(bytes: &[u8]) -> Vec<BeaconCommitteeSelection> {
+    assert_eq!(bytes.len() % 112, 0, "{} bytes", bytes.len());
+    bytes
+        .chunks(112)
+        .map(|record| BeaconCommitteeSelection {
+            validator_index: u64::from_le_bytes(record[..8].try_into().unwrap()),
+            slot: u64::from_le_bytes(record[8..16].try_into().unwrap()),
+            selection_proof: SignatureBytes(record[16..].try_into().unwrap()),
+        })
+        .collect()
+}
+
+/// Lodestar's SSZ `List[SyncCommitteeSelection]`: 120 bytes each.
+fn sync_selections_ssz(items: &[SyncCommitteeSelection]) -> Vec<u8> {
+    items
+        .iter()
+        .flat_map(|item| {
+            [
+                &item.validator_index.to_le_bytes()[..],
+                &item.slot.to_le_bytes(),
+                &item.subcommittee_index.to_le_bytes(),
+                &item.selection_proof.0,
+            ]
+            .concat()
+        })
+        .collect()
+}
+
+/// A raw answer: status, content type, body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// POSTs `body` to `path` of `addr` as `content_type`, with `accept` if given.
+async fn post_raw(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    accept: Option<&str>,
+    body: reqwest::Body,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let reply = request.send().await.unwrap();
+    Answer {
+        status: reply.status().as_u16(),
+        content_type: reply
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default(),
+        body: reply.bytes().await.unwrap(),
+    }
+}
+
+const BEACON_SELECTIONS: &str = "/eth/v1/validator/beacon_committee_selections";
+const SYNC_SELECTIONS: &str = "/eth/v1/validator/sync_committee_selections";
+const SSZ: &str = "application/octet-stream";
+/// Lodestar's `Accept` with `--http.responseWireFormat ssz` (its default).
+const SSZ_PREFERRED: &str = "application/octet-stream;q=1,application/json;q=0.9";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssz_selection_requests_get_the_answers_json_requests_get() {
+    let mut cluster = Cluster::new(Duration::from_secs(5)).await;
+    cluster.start_all().await;
+    let cases = cluster.cases(EPOCH);
+    // Operators 1 and 2 post JSON, 3 and 4 post SSZ (one wanting SSZ back,
+    // one JSON): all four are one cluster's request, answered alike.
+    let json_asks = (1..=2).map(|operator| {
+        let cluster = &cluster;
+        let cases = cases.clone();
+        async move { cluster.ask(operator, &cases).await.0 }
+    });
+    let ssz_asks =
+        [(3, Some(SSZ_PREFERRED)), (4, Some("application/json"))].map(|(operator, accept)| {
+            let body = beacon_selections_ssz(&cluster.selections(operator, &cases));
+            let addr = cluster.node(operator).http_addr();
+            async move { post_raw(addr, BEACON_SELECTIONS, SSZ, accept, body.into()).await }
+        });
+    let (json_answers, ssz_answers) = tokio::join!(
+        futures_util::future::join_all(json_asks),
+        futures_util::future::join_all(ssz_asks)
+    );
+    for answer in json_answers {
+        assert_group_proofs(&answer, &cases);
+    }
+    let [ssz_back, json_back] = <[Answer; 2]>::try_from(ssz_answers).ok().unwrap();
+    assert_eq!(
+        (ssz_back.status, ssz_back.content_type.as_str()),
+        (200, SSZ)
+    );
+    assert_group_proofs(&beacon_selections_of_ssz(&ssz_back.body), &cases);
+    assert_eq!(json_back.status, 200);
+    assert!(json_back.content_type.starts_with("application/json"));
+    let data: Vec<BeaconCommitteeSelection> =
+        serde_json::from_value(json_back.json()["data"].clone()).unwrap();
+    assert_group_proofs(&data, &cases);
+
+    // A JSON request answered in SSZ, now that every duty has combined.
+    let body = serde_json::to_string(&cluster.selections(1, &cases)).unwrap();
+    let addr = cluster.node(1).http_addr();
+    let answer = post_raw(
+        addr,
+        BEACON_SELECTIONS,
+        "application/json",
+        Some(SSZ),
+        body.into(),
+    )
+    .await;
+    assert_eq!((answer.status, answer.content_type.as_str()), (200, SSZ));
+    assert_group_proofs(&beacon_selections_of_ssz(&answer.body), &cases);
+    // An Accept allowing neither: 406, before anything is stored.
+    let body = beacon_selections_ssz(&cluster.selections(1, &cases));
+    let refused = post_raw(addr, BEACON_SELECTIONS, SSZ, Some("text/html"), body.into()).await;
+    assert_eq!(refused.status, 406);
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("application/json or application/octet-stream"));
+
+    // Sync selections in SSZ: two subcommittees of one validator, SSZ both ways.
+    let case = &cluster.vectors["sync_cases"][0];
+    let (validator, slot) = (u64_of(&case["validator_index"]), u64_of(&case["slot"]));
+    let info = dv_aggregator::api::ChainInfo::fetch(&cluster.client(1))
+        .await
+        .unwrap();
+    // The validator's items in subcommittees 0 and 2, signed by `signer`.
+    let items = |signer: &SecretKey| -> Vec<SyncCommitteeSelection> {
+        [0, 2]
+            .into_iter()
+            .map(|sub| SyncCommitteeSelection {
+                validator_index: validator,
+                slot,
+                subcommittee_index: sub,
+                selection_proof: partial(signer, info.sync_selection_proof_signing_root(slot, sub)),
+            })
+            .collect()
+    };
+    let asks = (1..=OPERATORS).map(|operator| {
+        let addr = cluster.node(operator).http_addr();
+        let body = sync_selections_ssz(&items(cluster.share(validator, operator)));
+        async move { post_raw(addr, SYNC_SELECTIONS, SSZ, Some(SSZ), body.into()).await }
+    });
+    let expected = sync_selections_ssz(&items(&interop_secret_key(validator)));
+    for answer in futures_util::future::join_all(asks).await {
+        assert_eq!((answer.status, answer.content_type.as_str()), (200, SSZ));
+        assert_eq!(answer.body.as_ref(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ssz_selection_bodies_are_named() {
+    let cluster = Cluster::new(Duration::from_millis(300)).await;
+    let mut config = cluster.config(1);
+    config.limits = Limits {
+        max_body_bytes: 4096,
+        max_items: 8,
+    };
+    let node = Middleware::start(config).await.unwrap();
+    while node.chain_view().is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = node.http_addr();
+    let cases = cluster.cases(EPOCH);
+    let record = beacon_selections_ssz(&cluster.selections(1, &cases[..1]));
+    let records = |n: usize| record.repeat(n);
+    let message = |answer: &Answer| answer.json()["message"].as_str().unwrap().to_string();
+    for (body, status, expected) in [
+        (records(2)[..200].to_vec(), 400, "200 bytes is not a whole number of BeaconCommitteeSelection records of 112 bytes (1 records and 88 bytes over)"),
+        (records(1)[..111].to_vec(), 400, "(0 records and 111 bytes over)"),
+        (Vec::new(), 400, "the SSZ body is empty"),
+        (records(9), 400, "9 items, more than the 8 this endpoint accepts"),
+        (records(37), 413, "exceeds the limit of 4096 bytes"),
+    ] {
+        let length = body.len();
+        let answer = post_raw(addr, BEACON_SELECTIONS, SSZ, None, body.into()).await;
+        assert_eq!(answer.status, status, "{length} bytes: {}", message(&answer));
+        assert_eq!(answer.json()["code"], status);
+        assert!(message(&answer).contains(expected), "{length} bytes: {}", message(&answer));
+    }
+    // Oversized and streamed without a length: refused once past the limit.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = records(40)
+        .chunks(1000)
+        .map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk)))
+        .collect();
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let answer = post_raw(addr, BEACON_SELECTIONS, SSZ, None, streamed).await;
+    assert_eq!(answer.status, 413, "{}", message(&answer));
+    // Sync records are 120 bytes: a beacon record is not one.
+    let answer = post_raw(addr, SYNC_SELECTIONS, SSZ, None, record.clone().into()).await;
+    assert_eq!(answer.status, 400);
+    assert!(message(&answer).contains("SyncCommitteeSelection records of 120 bytes"));
+    // Neither JSON nor SSZ.
+    let answer = post_raw(addr, BEACON_SELECTIONS, "text/plain", None, record.into()).await;
+    assert_eq!(answer.status, 415);
+    assert!(message(&answer).contains("application/json or application/octet-stream"));
+    // A well-formed SSZ item of a validator outside the cluster is named as JSON's is.
+    let mut stranger = cluster.selections(1, &cases[..1]);
+    stranger[0].validator_index = 2047;
+    let answer = post_raw(
+        addr,
+        BEACON_SELECTIONS,
+        SSZ,
+        None,
+        beacon_selections_ssz(&stranger).into(),
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    let failures = answer.json()["failures"].clone();
+    assert_eq!(failures[0]["index"], 0);
+    assert!(failures[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("validator index 2047 is not a validator of this cluster"));
+    node.stop().await;
 }

@@ -10,7 +10,10 @@
 //!
 //! The state-backed node serves neither a single validator, nor balances, nor
 //! proposer duties, so those paths are checked against a TEST DOUBLE upstream
-//! (a small warp server below) that also records what reached it.
+//! (a small warp server below) that also records what reached it. Nor does
+//! it answer in SSZ: a second TEST DOUBLE (`WireDoubleNode`) answers every
+//! mapped route in SSZ where the `Accept` allows it, as Lodestar does, and
+//! each is asked as a VC accepting JSON only, preferring SSZ, or SSZ only.
 
 mod common;
 
@@ -122,6 +125,11 @@ impl Raw {
     fn text(&self) -> String {
         String::from_utf8(self.body.to_vec()).unwrap()
     }
+
+    /// The body as text, binary or not.
+    fn text_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 async fn raw(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Raw {
@@ -148,9 +156,13 @@ async fn raw_request(
         request = request.header(*name, *value);
     }
     if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        request = request.body(body);
     }
     let response = request.send().await.expect("send");
     let headers = response.headers().clone();
@@ -613,16 +625,13 @@ impl TestDoubleNode {
         let with_registry = warp::any().map(move || Arc::clone(&registry));
         let routes = record
             .and(warp::path::full())
-            .and(warp::header::optional::<String>("accept"))
             .and(with_registry)
             .map(
                 |query: String,
                  body: Bytes,
                  path: warp::path::FullPath,
-                 accept: Option<String>,
                  registry: Arc<BTreeMap<u64, PublicKeyBytes>>| {
-                    let reply =
-                        double_answer(path.as_str(), &query, &body, accept.as_deref(), &registry);
+                    let reply = double_answer(path.as_str(), &query, &body, &registry);
                     warp::reply::with_header(reply, "x-upstream", "test-double").into_response()
                 },
             )
@@ -650,7 +659,6 @@ fn double_answer(
     path: &str,
     query: &str,
     body: &[u8],
-    accept: Option<&str>,
     registry: &BTreeMap<u64, PublicKeyBytes>,
 ) -> Response {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -665,15 +673,6 @@ fn double_answer(
             let Some((index, key)) = found else {
                 return double_error(StatusCode::NOT_FOUND, "Validator not found");
             };
-            if accept == Some("application/octet-stream") {
-                // Stands in for an SSZ body: binary, and it holds the group key.
-                return warp::reply::with_header(
-                    key.0.to_vec(),
-                    "content-type",
-                    "application/octet-stream",
-                )
-                .into_response();
-            }
             warp::reply::json(&json!({
                 "execution_optimistic": false,
                 "finalized": false,
@@ -823,7 +822,9 @@ async fn single_validator_balances_and_proposer_duties_against_a_test_double() {
         (404, Some("Validator not found"))
     );
 
-    // A binary answer passes unchanged, group key and all.
+    // A validator record has no SSZ form the mapping could rewrite: a VC
+    // accepting only SSZ is told so, and the node is not asked.
+    let asked = node.seen.lock().unwrap().len();
     let ssz = raw_request(
         op.addr,
         "GET",
@@ -832,12 +833,9 @@ async fn single_validator_balances_and_proposer_duties_against_a_test_double() {
         &[("accept", "application/octet-stream")],
     )
     .await;
-    assert_eq!(ssz.status, 200);
-    assert_eq!(
-        ssz.content_type.as_deref(),
-        Some("application/octet-stream")
-    );
-    assert_eq!(ssz.body.as_ref(), group_key(326).0);
+    assert_eq!(ssz.status, 406);
+    assert!(!ssz.text().contains(&hex(&group_key(326))));
+    assert_eq!(node.seen.lock().unwrap().len(), asked);
 
     // Balances: ids mapped in the query and in the body; the answer has no keys.
     let query = format!(
@@ -911,5 +909,698 @@ async fn single_validator_balances_and_proposer_duties_against_a_test_double() {
     assert!(
         message.contains("pubkey \"0x12\"") && message.contains("proposer/999"),
         "{message}"
+    );
+}
+
+/// The three ways a validator client may ask for an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VcAccept {
+    JsonOnly,
+    /// Lodestar's default (`--http.responseWireFormat ssz`).
+    SszPreferred,
+    SszOnly,
+}
+
+impl VcAccept {
+    const ALL: [VcAccept; 3] = [
+        VcAccept::JsonOnly,
+        VcAccept::SszPreferred,
+        VcAccept::SszOnly,
+    ];
+
+    fn header(self) -> &'static str {
+        match self {
+            VcAccept::JsonOnly => "application/json",
+            VcAccept::SszPreferred => "application/octet-stream;q=1,application/json;q=0.9",
+            VcAccept::SszOnly => "application/octet-stream",
+        }
+    }
+}
+
+/// What the wire double answers in, chosen from an `Accept` header the way
+/// Lodestar's server does (highest q-value among the two types, `*/*` as
+/// JSON, JSON without a header); `None` for 406.
+fn double_wire_format(accept: Option<&str>) -> Option<&'static str> {
+    let Some(accept) = accept else {
+        return Some("application/json");
+    };
+    let mut best: Option<(f64, &'static str)> = None;
+    for range in accept.to_lowercase().split(',') {
+        let mut parts = range.split(';');
+        let media = match parts.next().unwrap_or("").trim() {
+            "application/json" | "*/*" => "application/json",
+            "application/octet-stream" => "application/octet-stream",
+            _ => continue,
+        };
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .map(|q| q.parse::<f64>().unwrap_or(-1.0))
+            })
+            .unwrap_or(1.0);
+        if q > 0.0 && q <= 1.0 && best.is_none_or(|(seen, _)| q >= seen) {
+            best = Some((q, media));
+        }
+    }
+    best.map(|(_, media)| media)
+}
+
+/// Little-endian u64, as SSZ writes it.
+fn le(value: u64) -> [u8; 8] {
+    value.to_le_bytes()
+}
+
+/// One record of each keyed answer, in the double's registry.
+#[derive(Clone, Debug)]
+enum Keyed {
+    Attester {
+        index: u64,
+        key: PublicKeyBytes,
+        slot: u64,
+    },
+    Proposer {
+        index: u64,
+        key: PublicKeyBytes,
+        slot: u64,
+    },
+    Sync {
+        index: u64,
+        key: PublicKeyBytes,
+        positions: Vec<u64>,
+    },
+    Identity {
+        index: u64,
+        key: PublicKeyBytes,
+    },
+    Ptc {
+        index: u64,
+        key: PublicKeyBytes,
+        slot: u64,
+    },
+}
+
+impl Keyed {
+    fn with_key(&self, f: impl Fn(u64, PublicKeyBytes) -> PublicKeyBytes) -> Keyed {
+        let mut out = self.clone();
+        match &mut out {
+            Keyed::Attester { index, key, .. }
+            | Keyed::Proposer { index, key, .. }
+            | Keyed::Sync { index, key, .. }
+            | Keyed::Identity { index, key }
+            | Keyed::Ptc { index, key, .. } => *key = f(*index, *key),
+        }
+        out
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Keyed::Attester { index, key, slot } => json!({
+                "pubkey": hex(key), "validator_index": index.to_string(),
+                "committee_index": (index % 4).to_string(), "committee_length": "128",
+                "committees_at_slot": "4", "validator_committee_index": (index % 128).to_string(),
+                "slot": slot.to_string(),
+            }),
+            Keyed::Proposer { index, key, slot } | Keyed::Ptc { index, key, slot } => json!({
+                "pubkey": hex(key), "validator_index": index.to_string(), "slot": slot.to_string(),
+            }),
+            Keyed::Sync {
+                index,
+                key,
+                positions,
+            } => json!({
+                "pubkey": hex(key), "validator_index": index.to_string(),
+                "validator_sync_committee_indices": positions.iter().map(u64::to_string).collect::<Vec<_>>(),
+            }),
+            Keyed::Identity { index, key } => json!({
+                "index": index.to_string(), "pubkey": hex(key), "activation_epoch": "0",
+            }),
+        }
+    }
+
+    /// The record's SSZ bytes (Lodestar's containers, written out by hand).
+    fn ssz(&self) -> Vec<u8> {
+        match self {
+            Keyed::Attester { index, key, slot } => [
+                &key.0[..],
+                &le(*index),
+                &le(index % 4),
+                &le(128),
+                &le(4),
+                &le(index % 128),
+                &le(*slot),
+            ]
+            .concat(),
+            Keyed::Proposer { index, key, slot } => [&le(*slot)[..], &le(*index), &key.0].concat(),
+            Keyed::Sync {
+                index,
+                key,
+                positions,
+            } => {
+                let mut bytes = [&key.0[..], &le(*index), &60u32.to_le_bytes()].concat();
+                for position in positions {
+                    bytes.extend_from_slice(&le(*position));
+                }
+                bytes
+            }
+            Keyed::Identity { index, key } => [&le(*index)[..], &key.0, &le(0)].concat(),
+            Keyed::Ptc { .. } => unreachable!("no SSZ form is defined"),
+        }
+    }
+}
+
+/// An SSZ list: fixed-size records back to back, variable-size ones after
+/// a table of 4-byte offsets.
+fn ssz_list(records: &[Keyed]) -> Vec<u8> {
+    let encoded: Vec<Vec<u8>> = records.iter().map(Keyed::ssz).collect();
+    if !matches!(records.first(), Some(Keyed::Sync { .. })) {
+        return encoded.concat();
+    }
+    let mut offset = 4 * encoded.len();
+    let mut bytes = Vec::new();
+    for record in &encoded {
+        bytes.extend_from_slice(&(offset as u32).to_le_bytes());
+        offset += record.len();
+    }
+    bytes.extend(encoded.concat());
+    bytes
+}
+
+/// TEST DOUBLE of a beacon node that answers in SSZ when the `Accept`
+/// header allows it, as Lodestar's does: validator identities and the
+/// attester, sync and proposer (v1) duties in either encoding; validator
+/// records, proposer duties v2 and PTC duties in JSON whatever is asked (no
+/// SSZ encoding exists for them). Its registry is the interop keys of
+/// [`DV_VALIDATORS`] and [`OTHER_VALIDATORS`]. It records the `Accept` of
+/// each request, and breaks the rules only where told: state `rogue` answers
+/// validator records in SSZ, epoch [`BROKEN_EPOCH`] answers a truncated SSZ
+/// list or a `text/plain` body. `register_validator` is accepted (200).
+struct WireDoubleNode {
+    addr: SocketAddr,
+    accepts: Arc<Mutex<Vec<Option<String>>>>,
+    registrations: Arc<Mutex<Vec<Bytes>>>,
+    _server: JoinHandle<()>,
+}
+
+impl WireDoubleNode {
+    async fn start() -> WireDoubleNode {
+        let accepts = Arc::new(Mutex::new(Vec::new()));
+        let registrations = Arc::new(Mutex::new(Vec::new()));
+        let (seen, posted) = (Arc::clone(&accepts), Arc::clone(&registrations));
+        let routes = warp::method()
+            .and(warp::path::full())
+            .and(warp::header::optional::<String>("accept"))
+            .and(warp::body::bytes())
+            .map(
+                move |method: warp::http::Method,
+                      path: warp::path::FullPath,
+                      accept: Option<String>,
+                      body: Bytes| {
+                    seen.lock().unwrap().push(accept.clone());
+                    if path.as_str() == "/eth/v1/validator/register_validator" {
+                        posted.lock().unwrap().push(body);
+                        return warp::reply().into_response();
+                    }
+                    wire_double_answer(method.as_str(), path.as_str(), accept.as_deref(), &body)
+                },
+            )
+            .boxed();
+        let (addr, server) = serve(routes).await;
+        WireDoubleNode {
+            addr,
+            accepts,
+            registrations,
+            _server: server,
+        }
+    }
+
+    fn last_accept(&self) -> Option<String> {
+        self.accepts.lock().unwrap().last().cloned().flatten()
+    }
+}
+
+/// The double's registry: index -> group key.
+fn wire_registry() -> BTreeMap<u64, PublicKeyBytes> {
+    DV_VALIDATORS
+        .iter()
+        .chain(&OTHER_VALIDATORS)
+        .map(|&index| (index, group_key(index)))
+        .collect()
+}
+
+/// The records the double answers `method path` with, for the requested ids.
+fn wire_records(path: &str, ids: &[String]) -> Option<Vec<Keyed>> {
+    let registry = wire_registry();
+    let requested: Vec<(u64, PublicKeyBytes)> = ids
+        .iter()
+        .filter_map(|id| double_find(&registry, id).flatten())
+        .collect();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let epoch = segments.last().and_then(|e| e.parse::<u64>().ok());
+    let records = match segments.as_slice() {
+        [.., "validator_identities"] => requested
+            .iter()
+            .map(|&(index, key)| Keyed::Identity { index, key })
+            .collect(),
+        [.., "duties", "attester", _] => {
+            let first = epoch? * 8;
+            requested
+                .iter()
+                .map(|&(index, key)| Keyed::Attester {
+                    index,
+                    key,
+                    slot: first + index % 8,
+                })
+                .collect()
+        }
+        [.., "duties", "ptc", _] => {
+            let first = epoch? * 8;
+            requested
+                .iter()
+                .map(|&(index, key)| Keyed::Ptc {
+                    index,
+                    key,
+                    slot: first + index % 8,
+                })
+                .collect()
+        }
+        [.., "duties", "sync", _] => requested
+            .iter()
+            .map(|&(index, key)| Keyed::Sync {
+                index,
+                key,
+                positions: (0..1 + index % 3).map(|n| (index + n * 7) % 32).collect(),
+            })
+            .collect(),
+        [.., "duties", "proposer", _] => {
+            let epoch = epoch?;
+            let all: Vec<(u64, PublicKeyBytes)> = registry.into_iter().collect();
+            (epoch * 8..epoch * 8 + 8)
+                .map(|slot| {
+                    let (index, key) = all[slot as usize % all.len()];
+                    Keyed::Proposer { index, key, slot }
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    Some(records)
+}
+
+/// The wire double's answer to one request.
+fn wire_double_answer(method: &str, path: &str, accept: Option<&str>, body: &[u8]) -> Response {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ids: Vec<String> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            let list = v.get("ids").cloned().unwrap_or(v);
+            serde_json::from_value(list).ok()
+        })
+        .unwrap_or_default();
+    // Validator records: JSON only, except on the rogue state.
+    if let ["eth", "v1", "beacon", "states", state, "validators", rest @ ..] = segments.as_slice() {
+        let registry = wire_registry();
+        let wanted: Vec<String> = match rest {
+            [id] => vec![id.to_string()],
+            _ if method == "POST" => ids,
+            _ => registry.keys().map(u64::to_string).collect(),
+        };
+        let records: Vec<Value> = wanted
+            .iter()
+            .filter_map(|id| double_find(&registry, id).flatten())
+            .map(|(index, key)| double_validator(index, &key))
+            .collect();
+        if *state == "rogue" {
+            let keys: Vec<u8> = wanted
+                .iter()
+                .filter_map(|id| double_find(&registry, id).flatten())
+                .flat_map(|(_, key)| key.0)
+                .collect();
+            return ssz_reply(keys);
+        }
+        let data = match rest {
+            [_] => records.into_iter().next().unwrap_or(Value::Null),
+            _ => Value::Array(records),
+        };
+        return warp::reply::json(
+            &json!({"execution_optimistic": false, "finalized": false, "data": data}),
+        )
+        .into_response();
+    }
+    let json_only = matches!(
+        segments.as_slice(),
+        ["eth", "v2", ..] | [.., "duties", "ptc", _]
+    );
+    if segments.last() == Some(&BROKEN_EPOCH.to_string().as_str()) {
+        return if segments.contains(&"attester") {
+            ssz_reply(vec![0x5a; 100])
+        } else {
+            warp::reply::with_header(hex(&group_key(326)), "content-type", "text/plain")
+                .into_response()
+        };
+    }
+    let Some(records) = wire_records(path, &ids) else {
+        return double_error(StatusCode::NOT_FOUND, "no such endpoint");
+    };
+    let format = if json_only {
+        Some("application/json")
+    } else {
+        double_wire_format(accept)
+    };
+    match format {
+        Some("application/octet-stream") => ssz_reply(ssz_list(&records)),
+        Some(_) => {
+            let data: Vec<Value> = records.iter().map(Keyed::json).collect();
+            warp::reply::json(&json!({
+                "dependent_root": to_hex(&[0xd7; 32]),
+                "execution_optimistic": false,
+                "data": data,
+            }))
+            .into_response()
+        }
+        None => double_error(StatusCode::NOT_ACCEPTABLE, "no acceptable media type"),
+    }
+}
+
+fn ssz_reply(bytes: Vec<u8>) -> Response {
+    warp::reply::with_header(bytes, "content-type", "application/octet-stream").into_response()
+}
+
+/// One mapped route of the wire double: method, path, JSON body, and
+/// whether its answer has an SSZ form.
+struct Route {
+    method: &'static str,
+    path: String,
+    body: Option<String>,
+    ssz: bool,
+}
+
+fn wire_routes() -> Vec<Route> {
+    let all: Vec<String> = DV_VALIDATORS
+        .iter()
+        .chain(&OTHER_VALIDATORS)
+        .map(u64::to_string)
+        .collect();
+    let indices = serde_json::to_string(&all).unwrap();
+    let route = |method, path: String, body: Option<String>, ssz| Route {
+        method,
+        path,
+        body,
+        ssz,
+    };
+    let states = "/eth/v1/beacon/states/head";
+    vec![
+        route(
+            "POST",
+            format!("/eth/v1/validator/duties/attester/{EPOCH}"),
+            Some(indices.clone()),
+            true,
+        ),
+        route(
+            "POST",
+            format!("/eth/v1/validator/duties/sync/{EPOCH}"),
+            Some(indices.clone()),
+            true,
+        ),
+        route(
+            "GET",
+            format!("/eth/v1/validator/duties/proposer/{EPOCH}"),
+            None,
+            true,
+        ),
+        route(
+            "POST",
+            format!("{states}/validator_identities"),
+            Some(indices.clone()),
+            true,
+        ),
+        route(
+            "GET",
+            format!("/eth/v2/validator/duties/proposer/{EPOCH}"),
+            None,
+            false,
+        ),
+        route(
+            "POST",
+            format!("/eth/v1/validator/duties/ptc/{EPOCH}"),
+            Some(indices.clone()),
+            false,
+        ),
+        route("GET", format!("{states}/validators"), None, false),
+        route(
+            "POST",
+            format!("{states}/validators"),
+            Some(format!(r#"{{"ids":{indices}}}"#)),
+            false,
+        ),
+        route("GET", format!("{states}/validators/326"), None, false),
+    ]
+}
+
+#[tokio::test]
+async fn every_mapped_answer_carries_the_operators_shares_in_json_and_ssz() {
+    let node = WireDoubleNode::start().await;
+    let lock = cluster_lock();
+    let op = Middleware::start(&lock, 2, node.addr).await;
+    let share = |index: u64, key: PublicKeyBytes| {
+        let group = interop_secret_key(index).public_key();
+        match lock.validators.iter().find(|v| v.pubkey == group) {
+            Some(validator) => PublicKeyBytes(validator.public_share(2).unwrap().to_bytes()),
+            None => key,
+        }
+    };
+    let groups: Vec<String> = DV_VALIDATORS.iter().map(|&i| hex(&group_key(i))).collect();
+    for route in wire_routes() {
+        let straight = raw_request(
+            node.addr,
+            route.method,
+            &route.path,
+            route.body.clone().map(reqwest::Body::from),
+            &[("accept", "application/json")],
+        )
+        .await;
+        assert_eq!(straight.status, 200, "{}", route.path);
+        let expected_json = DV_VALIDATORS.iter().fold(straight.text(), |text, &index| {
+            text.replace(
+                &hex(&group_key(index)),
+                &hex(&share(index, group_key(index))),
+            )
+        });
+        assert_ne!(
+            expected_json,
+            straight.text(),
+            "{} holds no DV key",
+            route.path
+        );
+        for accept in VcAccept::ALL {
+            let through = raw_request(
+                op.addr,
+                route.method,
+                &route.path,
+                route.body.clone().map(reqwest::Body::from),
+                &[("accept", accept.header())],
+            )
+            .await;
+            let case = format!("{} {} with {accept:?}", route.method, route.path);
+            match (accept, route.ssz) {
+                (VcAccept::JsonOnly, _) | (VcAccept::SszPreferred, false) => {
+                    assert_eq!(through.status, 200, "{case}: {}", through.text());
+                    assert_eq!(
+                        through.content_type.as_deref(),
+                        Some("application/json"),
+                        "{case}"
+                    );
+                    assert_eq!(through.text(), expected_json, "{case}");
+                }
+                (_, true) => {
+                    assert_eq!(through.status, 200, "{case}: {:?}", through.body);
+                    assert_eq!(
+                        through.content_type.as_deref(),
+                        Some("application/octet-stream"),
+                        "{case}"
+                    );
+                    let records = wire_records(
+                        &route.path,
+                        &serde_json::from_str::<Vec<String>>(route.body.as_deref().unwrap_or("[]"))
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    let shares: Vec<Keyed> = records.iter().map(|r| r.with_key(share)).collect();
+                    assert_eq!(through.body.as_ref(), ssz_list(&shares), "{case}");
+                    assert_ne!(ssz_list(&records), ssz_list(&shares), "{case}");
+                }
+                (_, false) => {
+                    assert_eq!(through.status, 406, "{case}: {}", through.text());
+                    let message = through.json()["message"].as_str().unwrap().to_string();
+                    assert!(
+                        message.contains("application/json only")
+                            && message.contains("no SSZ encoding"),
+                        "{case}: {message}"
+                    );
+                }
+            }
+            // Whatever was asked, no group key of the cluster reaches the VC.
+            for group in &groups {
+                assert!(!through.text_lossy().contains(group.as_str()), "{case}");
+            }
+            for index in DV_VALIDATORS {
+                let bytes = group_key(index).0;
+                assert!(
+                    !through.body.windows(48).any(|w| w == bytes),
+                    "{case}: group key of {index} in the answer"
+                );
+            }
+            // JSON-only routes ask the beacon node for JSON.
+            if !route.ssz && through.status == 200 {
+                assert_eq!(
+                    node.last_accept().as_deref(),
+                    Some("application/json"),
+                    "{case}"
+                );
+            }
+            if route.ssz {
+                assert_eq!(
+                    node.last_accept().as_deref(),
+                    Some(accept.header()),
+                    "{case}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_the_mapping_cannot_read_are_502_never_group_keys() {
+    let node = WireDoubleNode::start().await;
+    let lock = cluster_lock();
+    let op = Middleware::start(&lock, 1, node.addr).await;
+    let group = interop_secret_key(326).public_key();
+    let validator = lock.validators.iter().find(|v| v.pubkey == group).unwrap();
+    let share = hex(&PublicKeyBytes(
+        validator.public_share(1).unwrap().to_bytes(),
+    ));
+    let indices = Some(r#"["326","7"]"#);
+    let cases = [
+        // Validator records in SSZ, though JSON was asked for.
+        (
+            "GET",
+            "/eth/v1/beacon/states/rogue/validators?id=326".to_string(),
+            None,
+            "of content type \"application/octet-stream\"",
+        ),
+        (
+            "GET",
+            format!("/eth/v1/beacon/states/rogue/validators/{share}"),
+            None,
+            "of content type \"application/octet-stream\"",
+        ),
+        // A truncated SSZ duty list.
+        (
+            "POST",
+            format!("/eth/v1/validator/duties/attester/{BROKEN_EPOCH}"),
+            indices,
+            "100 bytes is not a List[AttesterDuty]",
+        ),
+        // Neither JSON nor SSZ.
+        (
+            "POST",
+            format!("/eth/v1/validator/duties/sync/{BROKEN_EPOCH}"),
+            indices,
+            "of content type \"text/plain\"",
+        ),
+    ];
+    for (method, path, body, reason) in cases {
+        for accept in VcAccept::ALL {
+            let answer = raw_request(
+                op.addr,
+                method,
+                &path,
+                body.map(reqwest::Body::from),
+                &[("accept", accept.header())],
+            )
+            .await;
+            if accept == VcAccept::SszOnly && path.contains("rogue") {
+                // Never forwarded: the route is mapped as JSON only.
+                assert_eq!(answer.status, 406, "{path}");
+                continue;
+            }
+            let case = format!("{path} with {accept:?}");
+            assert_eq!(answer.status, 502, "{case}: {}", answer.text_lossy());
+            let message = answer.json()["message"].as_str().unwrap().to_string();
+            let shown = path.split('?').next().unwrap();
+            assert!(
+                message.contains(reason) && message.contains(shown),
+                "{case}: {message}"
+            );
+            assert!(
+                !answer.text_lossy().contains(&hex(&group_key(326))),
+                "{case}"
+            );
+            assert!(
+                !answer.body.windows(48).any(|w| w == group_key(326).0),
+                "{case}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn registrations_of_public_shares_are_refused_naming_each() {
+    let node = WireDoubleNode::start().await;
+    let lock = cluster_lock();
+    let op = Middleware::start(&lock, 1, node.addr).await;
+    let share = |index: u64| {
+        let group = interop_secret_key(index).public_key();
+        let validator = lock.validators.iter().find(|v| v.pubkey == group).unwrap();
+        PublicKeyBytes(validator.public_share(1).unwrap().to_bytes())
+    };
+    let registration = |key: &PublicKeyBytes| {
+        json!({
+            "message": {"fee_recipient": to_hex(&[1; 20]), "gas_limit": "30000000", "timestamp": "1", "pubkey": hex(key)},
+            "signature": to_hex(&[2; 96]),
+        })
+    };
+    let ssz_registration =
+        |key: &PublicKeyBytes| [&[1u8; 20][..], &le(30_000_000), &le(1), &key.0, &[2; 96]].concat();
+    let path = "/eth/v1/validator/register_validator";
+    // A solo validator and two shares: refused whole, each share named.
+    let keys = [group_key(1854), share(326), share(7)];
+    let json_body = Value::Array(keys.iter().map(registration).collect()).to_string();
+    let ssz_body: Vec<u8> = keys.iter().flat_map(ssz_registration).collect();
+    for (content_type, body) in [
+        ("application/json", json_body.into_bytes()),
+        ("application/octet-stream", ssz_body),
+    ] {
+        let answer = raw_request(
+            op.addr,
+            "POST",
+            path,
+            Some(reqwest::Body::from(body)),
+            &[("content-type", content_type)],
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{content_type}: {}", answer.text());
+        let failures = answer.json()["failures"].as_array().unwrap().clone();
+        let indices: Vec<u64> = failures
+            .iter()
+            .map(|f| f["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(indices, [1, 2], "{content_type}");
+        let message = failures[0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&hex(&share(326)))
+                && message.contains(&hex(&group_key(326)))
+                && message.contains("does not combine validator registrations"),
+            "{message}"
+        );
+    }
+    assert!(node.registrations.lock().unwrap().is_empty());
+    // Without shares the body reaches the beacon node as sent.
+    let solo = Value::Array(vec![registration(&group_key(1854))]).to_string();
+    let answer = raw(op.addr, "POST", path, Some(&solo)).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        node.registrations.lock().unwrap().as_slice(),
+        [Bytes::from(solo)]
     );
 }

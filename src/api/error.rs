@@ -71,6 +71,12 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("unsupported content type {0:?}: this endpoint accepts application/json only")]
     UnsupportedMediaType(String),
+    /// 415: the body is neither JSON nor SSZ, on an endpoint that takes both.
+    #[error("unsupported content type {0:?}: this endpoint accepts application/json or application/octet-stream (SSZ)")]
+    UnsupportedEncoding(String),
+    /// 406: the client accepts none of the encodings the endpoint answers in.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 413: the body is longer than the endpoint accepts.
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -116,7 +122,10 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) | ApiError::InvalidItems { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

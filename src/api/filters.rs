@@ -270,7 +270,7 @@ pub(crate) enum BodyError {
 }
 
 /// Reads a (possibly chunked) body, refusing it as soon as it passes `limit`.
-async fn read_body<S, B>(body: S, limit: u64) -> Result<Vec<u8>, ApiError>
+pub(crate) async fn read_body<S, B>(body: S, limit: u64) -> Result<Vec<u8>, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,

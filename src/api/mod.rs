@@ -4,8 +4,8 @@
 //! [`SelectionBackend`] trait a node implements,
 //! the `is_aggregator` answer ([`selection`]), warp filters a node mounts
 //! ([`filters`]), a typed HTTP client ([`client`]) with its server-sent
-//! event reader ([`sse`]) and what a client learns
-//! of the chain from it ([`chain`]).
+//! event reader ([`sse`]), what a client learns of the chain from it
+//! ([`chain`]) and the two body encodings, JSON and SSZ ([`wire`]).
 
 pub mod attestation;
 pub mod backend;
@@ -19,6 +19,7 @@ pub mod ssz_list;
 #[cfg(test)]
 mod test_support;
 pub mod types;
+pub mod wire;
 
 pub use backend::{BackendError, BeaconCommittees, SelectionBackend, SlotContext};
 pub use chain::{ChainInfo, ChainInfoError};

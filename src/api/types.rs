@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_utils::quoted_u64::require_quotes as quoted_u64;
+use ssz_derive::{Decode, Encode};
 
 use crate::spec::{CommitteeIndex, Epoch, Fork, Root, Slot, ValidatorIndex, Version};
 
@@ -47,6 +48,39 @@ macro_rules! hex_bytes_newtype {
             type Err = String;
             fn from_str(text: &str) -> Result<Self, String> {
                 parse_hex_array(text).map(Self)
+            }
+        }
+
+        /// SSZ: the bytes as they are (a fixed-size vector of bytes).
+        impl ssz::Encode for $name {
+            fn is_ssz_fixed_len() -> bool {
+                true
+            }
+
+            fn ssz_fixed_len() -> usize {
+                $len
+            }
+
+            fn ssz_bytes_len(&self) -> usize {
+                $len
+            }
+
+            fn ssz_append(&self, buf: &mut Vec<u8>) {
+                buf.extend_from_slice(&self.0);
+            }
+        }
+
+        impl ssz::Decode for $name {
+            fn is_ssz_fixed_len() -> bool {
+                true
+            }
+
+            fn ssz_fixed_len() -> usize {
+                $len
+            }
+
+            fn from_ssz_bytes(bytes: &[u8]) -> Result<Self, ssz::DecodeError> {
+                <[u8; $len]>::from_ssz_bytes(bytes).map(Self)
             }
         }
     };
@@ -162,7 +196,9 @@ pub struct IsAggregatorRequestItem {
 }
 
 /// One item of the standard `POST /eth/v1/validator/beacon_committee_selections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Its SSZ form (Lodestar's `BeaconCommitteeSelection` container, as its
+/// validator client posts it) is the fields in order: 112 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct BeaconCommitteeSelection {
     /// The validator the proof belongs to.
     #[serde(with = "quoted_u64")]
@@ -175,7 +211,9 @@ pub struct BeaconCommitteeSelection {
 }
 
 /// One item of the standard `POST /eth/v1/validator/sync_committee_selections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Its SSZ form (Lodestar's `SyncCommitteeSelection` container) is the
+/// fields in order: 120 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct SyncCommitteeSelection {
     /// The validator the proof belongs to.
     #[serde(with = "quoted_u64")]

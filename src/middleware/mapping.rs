@@ -10,39 +10,63 @@
 //! validators and their duties. [`PubkeyMap`] holds the two directions for one
 //! operator of a cluster lock.
 //!
-//! Mapped endpoints (shapes as in ethereum/beacon-APIs):
+//! Mapped endpoints (shapes as in ethereum/beacon-APIs; SSZ as Lodestar
+//! serves it, see [`ssz_keys`]):
 //!
-//! | endpoint | request ids | response keys |
-//! |---|---|---|
-//! | `GET .../states/{state_id}/validators` | query `id` | `data[].validator.pubkey` |
-//! | `POST .../states/{state_id}/validators` | body `ids` | `data[].validator.pubkey` |
-//! | `GET .../states/{state_id}/validators/{validator_id}` | path | `data.validator.pubkey` |
-//! | `GET .../states/{state_id}/validator_balances` | query `id` | none |
-//! | `POST .../states/{state_id}/validator_balances` | body array | none |
-//! | `POST /eth/v1/validator/duties/attester/{epoch}` | none | `data[].pubkey` |
-//! | `POST /eth/v1/validator/duties/sync/{epoch}` | none | `data[].pubkey` |
-//! | `GET /eth/v1/validator/duties/proposer/{epoch}` | none | `data[].pubkey` |
+//! | endpoint | request ids | response keys (JSON) | SSZ answer |
+//! |---|---|---|---|
+//! | `GET .../states/{state_id}/validators` | query `id` | `data[].validator.pubkey` | none defined |
+//! | `POST .../states/{state_id}/validators` | body `ids` | `data[].validator.pubkey` | none defined |
+//! | `GET .../states/{state_id}/validators/{validator_id}` | path | `data.validator.pubkey` | none defined |
+//! | `POST .../states/{state_id}/validator_identities` | body array | `data[].pubkey` | mapped |
+//! | `GET .../states/{state_id}/validator_balances` | query `id` | none | passes |
+//! | `POST .../states/{state_id}/validator_balances` | body array | none | passes |
+//! | `POST /eth/v1/beacon/rewards/attestations/{epoch}` | body array | none | passes |
+//! | `POST /eth/v1/beacon/rewards/sync_committee/{block_id}` | body array | none | passes |
+//! | `POST /eth/v1/validator/duties/attester/{epoch}` | none | `data[].pubkey` | mapped |
+//! | `POST /eth/v1/validator/duties/sync/{epoch}` | none | `data[].pubkey` | mapped |
+//! | `GET /eth/v1/validator/duties/proposer/{epoch}` | none | `data[].pubkey` | mapped |
+//! | `GET /eth/v2/validator/duties/proposer/{epoch}` | none | `data[].pubkey` | none known |
+//! | `POST /eth/v1/validator/duties/ptc/{epoch}` | none | `data[].pubkey` | none known |
+//! | `POST /eth/v1/validator/register_validator` | refused if it names a share | none | |
 //!
 //! Every other request is rejected as not found, for the reverse proxy
 //! mounted behind (`beacon::proxy::proxy_filter`) to forward unchanged.
 //!
-//! A rewrite replaces only the string tokens of the key fields above: the
-//! bodies are not re-serialized, so every other byte (field order, envelope,
-//! whitespace) reaches the other side as sent. A mapped key is written as
-//! lower-case `0x` hex; keys not in the lock, request ids that are not keys
-//! and request bodies of another shape pass unchanged (the upstream judges
-//! them). Error responses and non-JSON responses (SSZ) pass unchanged and
-//! streamed; a success JSON response whose key fields are not keys is 502.
+//! No unmapped group key reaches the VC. A route with keys in its answer
+//! forwards the VC's `Accept` where its SSZ answer is mapped too; where it is
+//! not (no SSZ encoding is defined or known), it asks the beacon node for
+//! JSON, and answers 406 to a VC that does not accept JSON. A success answer
+//! in JSON has its key tokens replaced; one in SSZ is decoded, mapped and
+//! encoded again ([`ssz_keys`]); any other success answer, or one whose key
+//! fields are not keys, is 502 naming why (and logged), never passed on.
+//! Error answers carry no validator record and pass unchanged and streamed.
+//!
+//! A JSON rewrite replaces only the string tokens of the key fields above:
+//! the bodies are not re-serialized, so every other byte (field order,
+//! envelope, whitespace) reaches the other side as sent. A mapped key is
+//! written as lower-case `0x` hex; keys not in the lock, request ids that are
+//! not keys and request bodies of another shape pass unchanged (the upstream
+//! judges them).
+//!
+//! A validator registration signed by a key share cannot be turned into one
+//! of the group key without the cluster combining it, which this middleware
+//! does not do; passed on, the beacon node would drop it as naming no
+//! validator. So a `register_validator` body (JSON or SSZ) naming one of this
+//! operator's public shares is refused whole with 400 naming each such item.
 //!
 //! Forwarding is `beacon::proxy`'s: the same headers (hop-by-hop and `Host`
 //! dropped), the same failure replies (503 upstream unreachable, 504 no
 //! response head in time, 502 other failures, Beacon API error bodies).
 //! Unlike the proxy, a mapped request's body is read whole (at most
-//! [`MappingConfig::max_request_body`], else 413) and sent with its new
-//! `Content-Length`, and a response to rewrite is read whole too (at most
+//! [`MappingConfig::max_request_body`], [`MappingConfig::max_registrations_body`]
+//! for registrations, else 413) and sent with its new `Content-Length`, and
+//! a response to rewrite is read whole too (at most
 //! [`MappingConfig::max_response_body`] within [`MappingConfig::timeout`],
 //! else 502 or 504); its `Accept-Encoding` is dropped so that the upstream
 //! answers with a body that can be read.
+
+mod ssz_keys;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -51,7 +75,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -60,17 +86,24 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::api::client::{read_body_within, BodyReadError};
-use crate::api::filters::{is_json_content_type, read_body_limited, BodyError};
+use crate::api::error::{ApiError, ItemError};
+use crate::api::filters::{read_body_limited, BodyError};
 use crate::api::types::PublicKeyBytes;
+use crate::api::wire::{Accept, MediaType};
 use crate::beacon::proxy::{
     content_length, end_to_end, has_body, raw_query, streamed_response, Proxy, ProxyConfig,
     ProxyError, Target, DEFAULT_TIMEOUT,
 };
 use crate::cluster::ClusterLock;
+use ssz_keys::{map_ssz_keys, registration_keys, SszKeys};
 
 /// Default bound on a mapped request body: 1 MiB, room for the 65,536 ids
 /// a beacon node accepts in one request.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1024 * 1024;
+
+/// Default bound on a `register_validator` body: the reverse proxy's bound
+/// on any request body (32 MiB, some 75,000 JSON registrations).
+pub const DEFAULT_MAX_REGISTRATIONS_BODY: u64 = crate::beacon::proxy::DEFAULT_MAX_REQUEST_BODY;
 
 /// Default bound on a response body to rewrite: 256 MiB, about 570,000
 /// validator records of 471 bytes (measured on this project's node). A VC
@@ -86,6 +119,10 @@ pub struct MappingConfig {
     pub timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.
     pub max_request_body: u64,
+    /// Largest `register_validator` body checked and forwarded, in bytes;
+    /// larger ones get 413. A VC registers all its validators at once (about
+    /// 430 JSON bytes each), so this is the proxy's own bound.
+    pub max_registrations_body: u64,
     /// Largest response body rewritten, in bytes; larger ones get 502.
     pub max_response_body: u64,
 }
@@ -95,6 +132,7 @@ impl Default for MappingConfig {
         Self {
             timeout: DEFAULT_TIMEOUT,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_registrations_body: DEFAULT_MAX_REGISTRATIONS_BODY,
             max_response_body: DEFAULT_MAX_RESPONSE_BODY,
         }
     }
@@ -140,6 +178,10 @@ pub enum MappingError {
     /// Forwarding failed (see [`ProxyError`] for the statuses).
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// The request is refused before it is forwarded (406 for an `Accept`
+    /// the mapping cannot answer, 400 for registrations of public shares).
+    #[error(transparent)]
+    Refused(ApiError),
 }
 
 impl MappingError {
@@ -148,6 +190,7 @@ impl MappingError {
         match self {
             Self::RequestBody(_) => reqwest::StatusCode::BAD_REQUEST,
             Self::Proxy(error) => error.status(),
+            Self::Refused(error) => error.status(),
             Self::UnknownOperator { .. }
             | Self::MissingShare { .. }
             | Self::DuplicateShare { .. } => reqwest::StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,7 +198,10 @@ impl MappingError {
     }
 
     fn into_response(self) -> Response {
-        crate::api::error::error_reply(self.status(), self.to_string())
+        match self {
+            Self::Refused(error) => error.into_response(),
+            other => crate::api::error::error_reply(other.status(), other.to_string()),
+        }
     }
 }
 
@@ -298,15 +344,25 @@ where
         Ok((response, counts)) => (response.status(), *counts),
         Err(error) => (error.status(), MappedCounts::default()),
     };
-    tracing::debug!(
-        path = %path,
-        status = status.as_u16(),
-        request_keys_mapped = counts.request,
-        response_keys_mapped = counts.response,
-        elapsed_ms = started.elapsed().as_millis(),
-        error = result.as_ref().err().map(tracing::field::display),
-        "mapped public keys between validator client and beacon node"
-    );
+    let elapsed_ms = started.elapsed().as_millis();
+    match &result {
+        Ok(_) => tracing::debug!(
+            path = %path,
+            status = status.as_u16(),
+            request_keys_mapped = counts.request,
+            response_keys_mapped = counts.response,
+            elapsed_ms,
+            "mapped public keys between validator client and beacon node"
+        ),
+        // The VC sees the error too; the log says it was the mapping's.
+        Err(error) => tracing::warn!(
+            path = %path,
+            status = status.as_u16(),
+            elapsed_ms,
+            %error,
+            "could not map public keys between validator client and beacon node"
+        ),
+    }
     match result {
         Ok((response, _)) => response,
         Err(error) => error.into_response(),
@@ -333,6 +389,8 @@ enum RequestIds {
     BodyObject,
     /// A JSON array body.
     BodyArray,
+    /// A `register_validator` body (JSON or SSZ): checked, not mapped.
+    Registrations,
 }
 
 /// Where a response names validators by public key.
@@ -344,7 +402,7 @@ enum ResponseKeys {
     ValidatorList,
     /// `data.validator.pubkey`.
     Validator,
-    /// `data[].pubkey`.
+    /// `data[].pubkey`: duties, validator identities.
     Duties,
 }
 
@@ -353,6 +411,9 @@ enum ResponseKeys {
 struct Endpoint {
     ids: RequestIds,
     keys: ResponseKeys,
+    /// Where the keys of an SSZ answer lie; `None` where the answer can
+    /// only be mapped as JSON (so JSON is asked for).
+    ssz: Option<SszKeys>,
 }
 
 impl Endpoint {
@@ -360,31 +421,50 @@ impl Endpoint {
     fn of(method: &Method, path: &str) -> Option<Endpoint> {
         use RequestIds as I;
         use ResponseKeys as K;
+        use SszKeys as S;
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         if segments.iter().any(|segment| segment.is_empty()) {
             return None;
         }
-        let (ids, keys) = match (method.as_str(), segments.as_slice()) {
+        let (ids, keys, ssz) = match (method.as_str(), segments.as_slice()) {
             ("GET", ["eth", "v1", "beacon", "states", _, "validators"]) => {
-                (I::Query, K::ValidatorList)
+                (I::Query, K::ValidatorList, None)
             }
             ("POST", ["eth", "v1", "beacon", "states", _, "validators"]) => {
-                (I::BodyObject, K::ValidatorList)
+                (I::BodyObject, K::ValidatorList, None)
             }
             ("GET", ["eth", "v1", "beacon", "states", _, "validators", _]) => {
-                (I::Path, K::Validator)
+                (I::Path, K::Validator, None)
+            }
+            ("POST", ["eth", "v1", "beacon", "states", _, "validator_identities"]) => {
+                (I::BodyArray, K::Duties, Some(S::ValidatorIdentities))
             }
             ("GET", ["eth", "v1", "beacon", "states", _, "validator_balances"]) => {
-                (I::Query, K::None)
+                (I::Query, K::None, None)
             }
-            ("POST", ["eth", "v1", "beacon", "states", _, "validator_balances"]) => {
-                (I::BodyArray, K::None)
+            ("POST", ["eth", "v1", "beacon", "states", _, "validator_balances"])
+            | ("POST", ["eth", "v1", "beacon", "rewards", "attestations" | "sync_committee", _]) => {
+                (I::BodyArray, K::None, None)
             }
-            ("POST", ["eth", "v1", "validator", "duties", "attester" | "sync", _])
-            | ("GET", ["eth", "v1", "validator", "duties", "proposer", _]) => (I::None, K::Duties),
+            ("POST", ["eth", "v1", "validator", "duties", "attester", _]) => {
+                (I::None, K::Duties, Some(S::AttesterDuties))
+            }
+            ("POST", ["eth", "v1", "validator", "duties", "sync", _]) => {
+                (I::None, K::Duties, Some(S::SyncDuties))
+            }
+            ("GET", ["eth", "v1", "validator", "duties", "proposer", _]) => {
+                (I::None, K::Duties, Some(S::ProposerDuties))
+            }
+            ("GET", ["eth", "v2", "validator", "duties", "proposer", _])
+            | ("POST", ["eth", "v1", "validator", "duties", "ptc", _]) => {
+                (I::None, K::Duties, None)
+            }
+            ("POST", ["eth", "v1", "validator", "register_validator"]) => {
+                (I::Registrations, K::None, None)
+            }
             _ => return None,
         };
-        Some(Endpoint { ids, keys })
+        Some(Endpoint { ids, keys, ssz })
     }
 }
 
@@ -409,36 +489,54 @@ impl Mapper {
         S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
         B: Buf,
     {
+        if endpoint.keys != ResponseKeys::None {
+            // Before anything is read or mapped: the path named is the VC's own.
+            ask_for_mappable(endpoint, &target, &mut headers)?;
+            // The body is read here, so it must come in a form this can read.
+            headers.remove(ACCEPT_ENCODING);
+        }
+        // Messages name the request as the VC sent it, with its own keys.
+        let asked = format!("{} {}", target.method, target.display());
         let mut counts = MappedCounts::default();
         let mut request_body = None;
         if has_body(&headers) {
-            let bytes = self.read_request_body(&headers, body).await?;
-            let (bytes, mapped) = map_body_ids(&self.map, endpoint.ids, bytes);
-            counts.request = mapped;
+            let bytes = self.read_request_body(endpoint.ids, &headers, body).await?;
+            let bytes = match endpoint.ids {
+                RequestIds::Registrations => {
+                    self.check_registrations(&headers, &bytes)?;
+                    bytes
+                }
+                ids => {
+                    let (bytes, mapped) = map_body_ids(&self.map, ids, bytes);
+                    counts.request = mapped;
+                    bytes
+                }
+            };
             headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             request_body = Some(reqwest::Body::from(bytes));
         }
         counts.request += match endpoint.ids {
             RequestIds::Query => self.map_query(&mut target),
             RequestIds::Path => self.map_path(&mut target),
-            RequestIds::None | RequestIds::BodyObject | RequestIds::BodyArray => 0,
+            RequestIds::None
+            | RequestIds::BodyObject
+            | RequestIds::BodyArray
+            | RequestIds::Registrations => 0,
         };
-        if endpoint.keys != ResponseKeys::None {
-            // The body is read here, so it must come in a form this can read.
-            headers.remove(ACCEPT_ENCODING);
-        }
         let upstream = self.proxy.send(&target, headers, request_body).await?;
-        if endpoint.keys == ResponseKeys::None || !is_json_success(&upstream) {
+        if endpoint.keys == ResponseKeys::None || !upstream.status().is_success() {
             return Ok((streamed_response(upstream), counts));
         }
-        let (response, mapped) = self.map_response(endpoint.keys, &target, upstream).await?;
+        let (response, mapped) = self.map_response(endpoint, &asked, upstream).await?;
         counts.response = mapped;
         Ok((response, counts))
     }
 
-    /// The whole request body, refused past [`MappingConfig::max_request_body`].
+    /// The whole request body, refused past [`MappingConfig::max_request_body`]
+    /// ([`MappingConfig::max_registrations_body`] for registrations).
     async fn read_request_body<S, B>(
         &self,
+        ids: RequestIds,
         headers: &HeaderMap,
         body: S,
     ) -> Result<Bytes, MappingError>
@@ -446,7 +544,10 @@ impl Mapper {
         S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
         B: Buf,
     {
-        let limit = self.config.max_request_body;
+        let limit = match ids {
+            RequestIds::Registrations => self.config.max_registrations_body,
+            _ => self.config.max_request_body,
+        };
         if let Some(received) = content_length(headers).filter(|&length| length > limit) {
             return Err(ProxyError::BodyTooLarge { received, limit }.into());
         }
@@ -459,6 +560,47 @@ impl Mapper {
             }
             .into()),
         }
+    }
+
+    /// Refuses a `register_validator` body that names one of this
+    /// operator's public shares, naming each such registration; a body of
+    /// another shape passes (the upstream judges it).
+    fn check_registrations(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), MappingError> {
+        let is_ssz = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(MediaType::of_content_type)
+            == Some(MediaType::Ssz);
+        let keys = if is_ssz {
+            registration_keys(body).map(|keys| keys.into_iter().map(Some).collect())
+        } else {
+            json_registration_keys(body)
+        };
+        let keys = keys.unwrap_or_default();
+        let failures: Vec<(usize, ItemError)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(index, key)| {
+                let key = key.as_ref()?;
+                let group = self.map.group_key_of(key)?;
+                let reason = format!(
+                    "pubkey {} is operator {}'s public share of distributed validator {}: this \
+                     middleware does not combine validator registrations, and a registration \
+                     signed by a key share names no validator the beacon node or a builder knows",
+                    hex_key(key),
+                    self.map.operator_index(),
+                    hex_key(group)
+                );
+                Some((index, ItemError::Refused(reason)))
+            })
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(MappingError::Refused(ApiError::InvalidItems {
+            total: keys.len(),
+            failures,
+        }))
     }
 
     fn map_query(&self, target: &mut Target) -> usize {
@@ -481,29 +623,53 @@ impl Mapper {
         1
     }
 
-    /// The upstream's JSON success response with its keys mapped.
+    /// The upstream's success response with its keys mapped, in its own
+    /// encoding; 502 if it is in neither or not of the endpoint's shape.
     async fn map_response(
         &self,
-        keys: ResponseKeys,
-        target: &Target,
+        endpoint: Endpoint,
+        asked: &str,
         upstream: reqwest::Response,
     ) -> Result<(Response, usize), MappingError> {
         let status = upstream.status();
         let mut headers = end_to_end(upstream.headers().clone(), false);
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let encoding = content_type.as_deref().and_then(MediaType::of_content_type);
+        let ssz = match (encoding, endpoint.ssz) {
+            (Some(MediaType::Json), _) => None,
+            (Some(MediaType::Ssz), Some(layout)) => Some(layout),
+            _ => {
+                let what = match &content_type {
+                    Some(text) => format!("of content type {:?}", shown(text)),
+                    None => "without a content type".to_string(),
+                };
+                return Err(self
+                    .proxy
+                    .bad_gateway(format!(
+                        "the answer to {asked} is {what}, in which the middleware cannot map \
+                         the validator public keys to this operator's public shares"
+                    ))
+                    .into());
+            }
+        };
         let body = self.read_response_body(upstream).await?;
         let map = Arc::clone(&self.map);
+        let keys = endpoint.keys;
         // Parsing a large validator list is CPU work: keep it off the async workers.
-        let rewritten = tokio::task::spawn_blocking(move || map_response_keys(&map, keys, &body))
-            .await
-            .map_err(|error| {
-                self.proxy
-                    .bad_gateway(format!("mapping the response failed: {error}"))
-            })?;
+        let rewritten = tokio::task::spawn_blocking(move || match ssz {
+            Some(layout) => map_ssz_keys(&map, layout, &body),
+            None => map_response_keys(&map, keys, &body),
+        })
+        .await
+        .map_err(|error| {
+            self.proxy
+                .bad_gateway(format!("mapping the response failed: {error}"))
+        })?;
         let (body, mapped) = rewritten.map_err(|reason| {
             self.proxy.bad_gateway(format!(
-                "the answer to {} {} is not the Beacon API's shape: {reason}",
-                target.method,
-                target.display()
+                "the answer to {asked} is not the Beacon API's shape: {reason}"
             ))
         })?;
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -535,14 +701,37 @@ impl Mapper {
     }
 }
 
-/// Whether a response is a success with a JSON body, the only kind rewritten.
-fn is_json_success(response: &reqwest::Response) -> bool {
-    response.status().is_success()
-        && response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(is_json_content_type)
+/// Sets the `Accept` the upstream gets for an endpoint whose answer is
+/// mapped: the VC's own where the SSZ answer is mapped too, else JSON, or
+/// 406 if the VC does not accept JSON.
+fn ask_for_mappable(
+    endpoint: Endpoint,
+    target: &Target,
+    headers: &mut HeaderMap,
+) -> Result<(), MappingError> {
+    if endpoint.ssz.is_some() {
+        return Ok(());
+    }
+    let accept = headers
+        .get(ACCEPT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    if !Accept::parse(accept.as_deref()).accepts(MediaType::Json) {
+        return Err(MappingError::Refused(ApiError::NotAcceptable(format!(
+            "{} {} is answered in application/json only: the middleware rewrites the \
+             validator public keys in it, and no SSZ encoding of this answer is defined; \
+             the request's Accept ({:?}) does not allow JSON",
+            target.method,
+            target.path,
+            shown(accept.as_deref().unwrap_or_default())
+        ))));
+    }
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    Ok(())
+}
+
+/// The start of an untrusted header value, short enough for a message.
+fn shown(text: &str) -> String {
+    text.chars().take(100).collect()
 }
 
 /// `query` with every `id` value that is a public share replaced by its
@@ -581,6 +770,29 @@ fn map_query_ids(map: &PubkeyMap, query: &str) -> (String, usize) {
     (pairs.join("&"), mapped)
 }
 
+/// The public keys of a JSON `register_validator` body (an array of
+/// `{"message": {"pubkey", ...}, "signature"}`) in order, `None` for one
+/// that is not a key; `None` if the body is not such an array.
+fn json_registration_keys(body: &[u8]) -> Option<Vec<Option<PublicKeyBytes>>> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        pubkey: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Registration<'a> {
+        #[serde(borrow)]
+        message: Message<'a>,
+    }
+    let registrations: Vec<Registration> = serde_json::from_slice(body).ok()?;
+    Some(
+        registrations
+            .iter()
+            .map(|r| serde_json::from_str(r.message.pubkey.get()).ok())
+            .collect(),
+    )
+}
+
 /// A mapped request body: its ids that are public shares replaced by their
 /// group keys. A body of another shape is forwarded as it came, for the
 /// upstream to judge.
@@ -595,7 +807,7 @@ fn map_body_ids(map: &PubkeyMap, ids: RequestIds, body: Bytes) -> (Bytes, usize)
             .ok()
             .and_then(|object| object.ids),
         RequestIds::BodyArray => serde_json::from_slice::<Vec<&RawValue>>(&body).ok(),
-        RequestIds::None | RequestIds::Query | RequestIds::Path => None,
+        RequestIds::None | RequestIds::Query | RequestIds::Path | RequestIds::Registrations => None,
     };
     let replacements: Vec<Replacement> = tokens
         .unwrap_or_default()
@@ -827,18 +1039,52 @@ mod tests {
             of(Method::POST, &format!("{states}/validator_balances")).unwrap(),
             Endpoint {
                 ids: RequestIds::BodyArray,
-                keys: ResponseKeys::None
+                keys: ResponseKeys::None,
+                ssz: None,
             }
         );
-        for path in [format!("{duties}/attester/5"), format!("{duties}/sync/5")] {
-            assert_eq!(of(Method::POST, &path).unwrap().keys, ResponseKeys::Duties);
-            assert_eq!(of(Method::GET, &path), None);
+        assert_eq!(
+            of(Method::POST, &format!("{states}/validator_identities")).unwrap(),
+            Endpoint {
+                ids: RequestIds::BodyArray,
+                keys: ResponseKeys::Duties,
+                ssz: Some(SszKeys::ValidatorIdentities),
+            }
+        );
+        // Routes whose SSZ answer has no known encoding are mapped as JSON only.
+        for (method, path) in [
+            (Method::GET, format!("{states}/validators")),
+            (
+                Method::GET,
+                "/eth/v2/validator/duties/proposer/5".to_string(),
+            ),
+            (Method::POST, format!("{duties}/ptc/5")),
+        ] {
+            let endpoint = of(method, &path).unwrap();
+            assert_ne!(endpoint.keys, ResponseKeys::None, "{path}");
+            assert_eq!(endpoint.ssz, None, "{path}");
         }
         assert_eq!(
-            of(Method::GET, &format!("{duties}/proposer/5"))
+            of(Method::POST, "/eth/v1/validator/register_validator")
                 .unwrap()
-                .keys,
-            ResponseKeys::Duties
+                .ids,
+            RequestIds::Registrations
+        );
+        for (path, ssz) in [
+            (format!("{duties}/attester/5"), SszKeys::AttesterDuties),
+            (format!("{duties}/sync/5"), SszKeys::SyncDuties),
+        ] {
+            let endpoint = of(Method::POST, &path).unwrap();
+            assert_eq!(
+                (endpoint.keys, endpoint.ssz),
+                (ResponseKeys::Duties, Some(ssz))
+            );
+            assert_eq!(of(Method::GET, &path), None);
+        }
+        let proposer = of(Method::GET, &format!("{duties}/proposer/5")).unwrap();
+        assert_eq!(
+            (proposer.keys, proposer.ssz),
+            (ResponseKeys::Duties, Some(SszKeys::ProposerDuties))
         );
         for (method, path) in [
             (Method::POST, format!("{states}/validators/7")),

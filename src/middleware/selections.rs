@@ -10,6 +10,14 @@
 //! not. An item never waits for another item's peers, so a request for a
 //! whole epoch returns the slots the cluster has combined by its deadline
 //! while a request for one slot returns as soon as that slot is combined.
+//!
+//! The deadline is on the validator client's clock: the request's timeout
+//! from its arrival, cut short to the earliest moment a VC stops waiting for
+//! one of its duties still ahead ([`vc_cutoff`]: a third of the slot after
+//! the slot's start for attestation selections, two thirds for sync ones),
+//! less [`CUTOFF_MARGIN_DIVISOR`]'s margin. A VC drops the whole answer once
+//! it stops waiting (Lodestar races the request against that moment), so an
+//! answer is only useful before the earliest of its duties' cut-offs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +41,7 @@ use crate::crypto::batch::decode_signatures;
 use crate::crypto::Signature;
 use crate::spec::selection::is_aggregator;
 use crate::spec::signing::compute_epoch_at_slot;
+use crate::spec::time::{unix_now, SlotClock};
 use crate::spec::{Epoch, Slot, ValidatorIndex};
 
 /// The endpoint names used in logs and metrics.
@@ -41,6 +50,45 @@ pub const BEACON_COMMITTEE_SELECTIONS: &str = "beacon_committee_selections";
 pub const SYNC_COMMITTEE_SELECTIONS: &str = "sync_committee_selections";
 /// See [`BEACON_COMMITTEE_SELECTIONS`].
 pub const IS_AGGREGATOR: &str = "is_aggregator";
+
+/// An answer is due a slot's 1/32 (375 ms of a 12 s slot) before the VC's
+/// cut-off: room for the answer's trip and parsing (a 32k-item JSON answer
+/// is megabytes; late answers to Lodestar missed it by 3-32 ms), timer
+/// lateness on a loaded host and the clock skew of two NTP-synced hosts
+/// (tens of ms), while it takes less than a tenth of the third of a slot
+/// the cluster has to combine attestation selections.
+pub const CUTOFF_MARGIN_DIVISOR: u32 = 32;
+
+/// When a validator client stops waiting for the combined selection proof
+/// of a duty of `kind` at `slot` (Lodestar's cut-offs, which follow the
+/// spec's timing): a third into the slot for attestation selections, since
+/// an aggregator must subscribe to its subnet before the attestations of the
+/// slot are made; two thirds for sync selections, when contributions are made.
+pub fn vc_cutoff(clock: &SlotClock, kind: DutyKind, slot: Slot) -> Duration {
+    match kind {
+        DutyKind::AttestationSelection => clock.slot_fraction(slot, 1, 3),
+        DutyKind::SyncSelection { .. } => clock.slot_fraction(slot, 2, 3),
+    }
+}
+
+/// How long a request that arrives at `now` (time since the Unix epoch) may
+/// wait: `timeout`, cut short to the earliest cut-off of `duties` still
+/// ahead, less the margin. Cut-offs already passed (a VC asking late, or a
+/// chain whose slots are not the wall clock's) do not shorten it.
+pub fn wait_for(
+    clock: &SlotClock,
+    timeout: Duration,
+    duties: impl IntoIterator<Item = (DutyKind, Slot)>,
+    now: Duration,
+) -> Duration {
+    let margin = clock.slot_duration() / CUTOFF_MARGIN_DIVISOR;
+    duties
+        .into_iter()
+        .filter_map(|(kind, slot)| vc_cutoff(clock, kind, slot).checked_sub(now))
+        .filter(|until| !until.is_zero())
+        .map(|until| until.saturating_sub(margin))
+        .fold(timeout, Duration::min)
+}
 
 /// One VC item before its validator is resolved and its proof decoded.
 struct RawDuty {
@@ -96,10 +144,27 @@ impl Selections {
         }
     }
 
-    /// The time a request may wait for its duties on the chain of `view`.
+    /// The time a request may wait for its duties on the chain of `view`,
+    /// from its arrival, before its duties' cut-offs shorten it ([`wait_for`]).
     pub fn timeout(&self, view: &ChainView) -> Duration {
         self.timeout
             .unwrap_or_else(|| Duration::from_secs(view.info.spec.seconds_per_slot.max(1)) / 3)
+    }
+
+    /// How long a request of `raw` items arriving at `now` may wait: see
+    /// [`wait_for`]; the plain timeout if the chain has no slot clock.
+    fn wait_for(
+        &self,
+        view: &ChainView,
+        raw: &[Result<RawDuty, String>],
+        now: Duration,
+    ) -> Duration {
+        let timeout = self.timeout(view);
+        let Ok(clock) = view.info.slot_clock() else {
+            return timeout;
+        };
+        let duties = raw.iter().flatten().map(|duty| (duty.kind, duty.slot));
+        wait_for(&clock, timeout, duties, now)
     }
 
     /// `Err(503)` while the middleware has not learnt the chain from its
@@ -230,7 +295,7 @@ impl Selections {
             .map(|duty| duty.as_ref().ok().map(|d| d.slot))
             .collect();
         let started = Instant::now();
-        let deadline = started + self.timeout(view);
+        let deadline = started + self.wait_for(view, &raw, unix_now());
         let local = LocalBatch {
             view: Arc::clone(view),
             store: Arc::clone(&self.store),
@@ -631,5 +696,78 @@ fn outcome_of(answers: &[Answer]) -> RequestOutcome {
         RequestOutcome::Complete
     } else {
         RequestOutcome::Partial
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYNC: DutyKind = DutyKind::SyncSelection {
+        subcommittee_index: 1,
+    };
+
+    /// 12 s slots from genesis at 1000 s.
+    fn clock() -> SlotClock {
+        SlotClock::new(1000, 12).unwrap()
+    }
+
+    fn at(seconds: f64) -> Duration {
+        Duration::from_secs_f64(1000.0 + seconds)
+    }
+
+    #[test]
+    fn the_earliest_cut_off_ahead_less_the_margin_bounds_the_wait() {
+        let timeout = Duration::from_secs(4);
+        let margin = Duration::from_millis(375);
+        let attestation = DutyKind::AttestationSelection;
+        // Asked 0.5 s into slot 10: its attestation cut-off is 4 s into the
+        // slot, so 3.5 s less the margin, not the 4 s timeout.
+        let now = at(10.0 * 12.0 + 0.5);
+        assert_eq!(
+            wait_for(&clock(), timeout, [(attestation, 10)], now),
+            Duration::from_millis(3500) - margin
+        );
+        // A sync duty of the slot waits until two thirds: the timeout first.
+        assert_eq!(wait_for(&clock(), timeout, [(SYNC, 10)], now), timeout);
+        let long = Duration::from_secs(10);
+        assert_eq!(
+            wait_for(&clock(), long, [(SYNC, 10)], now),
+            Duration::from_millis(7500) - margin
+        );
+        // The earliest of a request's cut-offs bounds the whole request.
+        assert_eq!(
+            wait_for(
+                &clock(),
+                long,
+                [(SYNC, 10), (attestation, 11), (attestation, 10)],
+                now
+            ),
+            Duration::from_millis(3500) - margin
+        );
+    }
+
+    #[test]
+    fn cut_offs_already_passed_leave_the_timeout() {
+        let timeout = Duration::from_secs(4);
+        let attestation = DutyKind::AttestationSelection;
+        // Slot 10's attestation cut-off passed 1 s ago; slot 12's is far ahead.
+        let now = at(10.0 * 12.0 + 5.0);
+        assert_eq!(
+            wait_for(
+                &clock(),
+                timeout,
+                [(attestation, 10), (attestation, 12)],
+                now
+            ),
+            timeout
+        );
+        // Inside the margin of a cut-off ahead: answer at once.
+        let now = at(10.0 * 12.0 + 3.9);
+        assert_eq!(
+            wait_for(&clock(), timeout, [(attestation, 10)], now),
+            Duration::ZERO
+        );
+        assert_eq!(wait_for(&clock(), timeout, [], now), timeout);
     }
 }

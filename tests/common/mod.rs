@@ -58,6 +58,16 @@ pub fn to_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
+/// A port that was free a moment ago (a lock must name peer ports before
+/// the nodes bind them).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A `dv-aggregator` process, killed when the test ends however it ends.
 pub struct Running(pub std::process::Child);
 
