@@ -61,6 +61,11 @@ pub struct DevnetArgs {
     /// devnet drives the clients' steps in lock step with the chain.
     #[arg(long)]
     clients_follow_clock: bool,
+    /// Do not start this operator's middleware and validator client (may be
+    /// given several times, at most n - t): the cluster must still do every
+    /// duty with the others.
+    #[arg(long = "operator-down", value_name = "I")]
+    operators_down: Vec<u64>,
 }
 
 fn parse_endpoint(text: &str) -> Result<SelectionEndpoint, String> {
@@ -83,6 +88,7 @@ pub fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         selection_endpoint: args.selection_endpoint,
         data_dir: args.data_dir,
         clients_follow_clock: args.clients_follow_clock,
+        operators_down: args.operators_down,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut stdout = std::io::stdout();
@@ -94,12 +100,18 @@ pub fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     }
     print_summary(&report)?;
     if !report.summary.is_ok() {
+        let s = &report.summary;
         anyhow::bail!(
-            "{} of {} duties were not decided as the undivided key decides, {} unexpected decisions, {} wrong subscriptions",
-            report.summary.incorrect,
-            report.summary.duties,
-            report.summary.unexpected_decisions,
-            report.summary.subscriptions_wrong
+            "{} of {} duties were not decided as the undivided key decides, {} unexpected decisions, {} wrong subscriptions; the chain accepted {} of {} attestations and {} of {} aggregates ({} unexpected)",
+            s.incorrect,
+            s.duties,
+            s.unexpected_decisions,
+            s.subscriptions_wrong,
+            s.attestations_accepted,
+            s.attestation_duties,
+            s.aggregates_accepted,
+            s.attestation_aggregators,
+            s.aggregates_unexpected
         );
     }
     Ok(())
@@ -124,12 +136,20 @@ fn print_summary(report: &DevnetReport) -> anyhow::Result<()> {
             s.subscriptions_checked
         ),
         format!(
+            "attestations accepted by the chain: {} of {}",
+            s.attestations_accepted, s.attestation_duties
+        ),
+        format!(
+            "aggregates accepted by the chain: {} of {} the undivided keys select ({} unexpected)",
+            s.aggregates_accepted, s.attestation_aggregators, s.aggregates_unexpected
+        ),
+        format!(
             "latency (slowest operator per duty): median {}, max {}",
             ms(s.median_latency_ms),
             ms(s.max_latency_ms)
         ),
         if s.is_ok() {
-            "result: OK, every decision equals the ground truth".to_string()
+            "result: OK, every decision equals the ground truth, and the chain has every attestation and aggregate due".to_string()
         } else {
             "result: FAILED".to_string()
         },

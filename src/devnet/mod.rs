@@ -76,6 +76,9 @@ pub struct DevnetConfig {
     /// each slot; otherwise the devnet drives the clients in lock step with
     /// the chain.
     pub clients_follow_clock: bool,
+    /// Operators whose middleware and validator client are not started: the
+    /// cluster must do every duty without them (at most n - t).
+    pub operators_down: Vec<u64>,
 }
 
 impl Default for DevnetConfig {
@@ -92,6 +95,7 @@ impl Default for DevnetConfig {
             selection_endpoint: SelectionEndpoint::Selections,
             data_dir: None,
             clients_follow_clock: false,
+            operators_down: Vec::new(),
         }
     }
 }
@@ -175,6 +179,27 @@ impl DevnetConfig {
         if self.fork == ForkName::Phase0 {
             return bad("the devnet needs a fork with sync committees (altair or later)".into());
         }
+        if let Some(operator) = self
+            .operators_down
+            .iter()
+            .find(|operator| **operator == 0 || **operator > self.operators)
+        {
+            return bad(format!(
+                "--operator-down {operator} is not an operator of 1..={}",
+                self.operators
+            ));
+        }
+        let threshold = self
+            .threshold
+            .unwrap_or_else(|| self.operators.saturating_mul(2).div_ceil(3));
+        let running = self
+            .operators
+            .saturating_sub(self.operators_down.len() as u64);
+        if running < threshold {
+            return bad(format!(
+                "{running} operators running cannot reach the threshold {threshold}"
+            ));
+        }
         Ok(())
     }
 
@@ -226,7 +251,8 @@ async fn run_in(
         DevnetChain::start(spec.clone(), config.fork, config.validators, genesis_time).await?,
     );
     info!(url = %chain.url(), validators = config.validators, fork = %config.fork, "devnet beacon node started");
-    let middlewares = start_middlewares(&lock, data_dir, &chain.url()).await?;
+    let middlewares =
+        start_middlewares(&lock, data_dir, &chain.url(), &config.operators_down).await?;
     let vcs = start_vcs(config, &lock, data_dir, &middlewares).await?;
     write_line(table, &banner(config, &lock, &spec));
     write_line(table, &table_header());
@@ -234,12 +260,18 @@ async fn run_in(
     let run = Run {
         chain: &chain,
         clock,
-        vcs: vcs.iter().map(VcHandle::vc).collect(),
+        vcs: vcs
+            .iter()
+            .map(|(operator, vc)| (*operator, vc.vc()))
+            .collect(),
         distributed: (0..config.distributed_validators).collect(),
         slots: config.epochs.saturating_mul(slots_per_epoch),
         slots_per_epoch,
     };
-    let mut report = ReportBuilder::new(config.operators);
+    let running = config
+        .operators
+        .saturating_sub(config.operators_down.len() as u64);
+    let mut report = ReportBuilder::new(running);
     if config.clients_follow_clock {
         run.on_clock(&mut report, table).await?;
     } else {
@@ -249,7 +281,7 @@ async fn run_in(
     // Clients first, so that no pooled connection is cut by a server's stop.
     drop(run);
     drop(vcs);
-    for middleware in middlewares {
+    for (_, middleware) in middlewares {
         middleware.stop().await;
     }
     Ok(report.finish(&subscriptions))
@@ -259,29 +291,42 @@ async fn run_in(
 struct Run<'a> {
     chain: &'a Arc<DevnetChain>,
     clock: SlotClock,
-    vcs: Vec<Arc<Vc>>,
+    /// Each running operator's client, by operator index.
+    vcs: Vec<(u64, Arc<Vc>)>,
     distributed: Vec<u64>,
     slots: Slot,
     slots_per_epoch: u64,
 }
 
 impl Run<'_> {
-    /// At each slot: advance the chain, then run every client's steps.
+    /// At each slot: advance the chain, then run every client's steps: the
+    /// epoch's and the slot's at its start, the attestations at a third, the
+    /// aggregates at two thirds; report the slot near its end.
     async fn lock_step(
         &self,
         report: &mut ReportBuilder,
         table: &mut (dyn Write + Send),
     ) -> Result<(), DevnetError> {
+        let vcs = || self.vcs.iter().map(|(_, vc)| vc);
+        // Epoch 0's work before genesis (the chain is at slot 0 already), so
+        // that slot 0's selections go out at its start like every other slot's.
+        let genesis = self.chain.loaded()?;
+        report.add_truths(ground_truth(&genesis, 0, &self.distributed)?);
+        futures_util::future::join_all(vcs().map(|vc| vc.run_epoch(0))).await;
         for slot in 0..self.slots {
             wait_until(self.clock.slot_start(slot)).await;
             let loaded = self.chain.advance_to(slot).await?;
-            if slot % self.slots_per_epoch == 0 {
+            if slot > 0 && slot % self.slots_per_epoch == 0 {
                 let epoch = slot / self.slots_per_epoch;
                 report.add_truths(ground_truth(&loaded, epoch, &self.distributed)?);
-                let epochs = self.vcs.iter().map(|vc| vc.run_epoch(epoch));
-                futures_util::future::join_all(epochs).await;
+                futures_util::future::join_all(vcs().map(|vc| vc.run_epoch(epoch))).await;
             }
-            futures_util::future::join_all(self.vcs.iter().map(|vc| vc.run_slot(slot))).await;
+            futures_util::future::join_all(vcs().map(|vc| vc.run_slot(slot))).await;
+            wait_until(self.clock.slot_fraction(slot, 1, 3)).await;
+            futures_util::future::join_all(vcs().map(|vc| vc.run_attestations(slot))).await;
+            wait_until(self.clock.slot_fraction(slot, 2, 3)).await;
+            futures_util::future::join_all(vcs().map(|vc| vc.run_aggregations(slot))).await;
+            wait_until(self.clock.slot_fraction(slot, 11, 12)).await;
             self.collect(report, slot, table);
             if unix_now() > self.clock.slot_start(slot.saturating_add(1)) {
                 warn!(slot, "the devnet fell behind the slot clock");
@@ -292,7 +337,7 @@ impl Run<'_> {
 
     /// The chain and the clients follow the clock on their own; at the middle
     /// of each slot the devnet takes the ground truth of a new epoch and
-    /// reports the previous slot, whose duties the clients decided by then.
+    /// reports the previous slot, whose duties the clients did by then.
     async fn on_clock(
         &self,
         report: &mut ReportBuilder,
@@ -316,11 +361,23 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Takes every client's decisions and prints the duties through `slot`.
+    /// Takes every client's decisions, attestations and aggregates and what
+    /// the chain accepted, and prints the duties through `slot`.
     fn collect(&self, report: &mut ReportBuilder, slot: Slot, table: &mut (dyn Write + Send)) {
-        for (operator, vc) in (1..).zip(&self.vcs) {
-            report.add_decisions(operator, vc.take_decisions());
+        for (operator, vc) in &self.vcs {
+            report.add_decisions(*operator, vc.take_decisions());
+            report.add_attestations(*operator, vc.take_attestations());
+            report.add_aggregates(*operator, vc.take_aggregates());
         }
+        let pool = self.chain.node().pool();
+        report.add_chain(
+            pool.accepted_attestations()
+                .into_iter()
+                .map(|accepted| (accepted.slot, accepted.validator_index)),
+            pool.accepted_aggregates()
+                .into_iter()
+                .map(|accepted| (accepted.slot, accepted.aggregator_index)),
+        );
         for record in report.close_through(slot) {
             write_line(table, &record.table_row());
         }
@@ -423,13 +480,15 @@ fn operator_dir(data_dir: &Path, operator: u64) -> PathBuf {
         .join(format!("operator-{operator}"))
 }
 
+/// One middleware per operator not `down`, by operator index.
 async fn start_middlewares(
     lock: &ClusterLock,
     data_dir: &Path,
     beacon_node: &str,
-) -> Result<Vec<Middleware>, DevnetError> {
+    down: &[u64],
+) -> Result<Vec<(u64, Middleware)>, DevnetError> {
     let mut middlewares = Vec::new();
-    for operator in &lock.operators {
+    for operator in lock.operators.iter().filter(|o| !down.contains(&o.index)) {
         let index = operator.index;
         let fail = |source: MiddlewareError| DevnetError::Middleware {
             operator: index,
@@ -457,9 +516,9 @@ async fn start_middlewares(
         })
         .await
         .map_err(fail)?;
-        middlewares.push(middleware);
+        middlewares.push((index, middleware));
     }
-    for middleware in &middlewares {
+    for (_, middleware) in &middlewares {
         while middleware.chain_view().is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -467,30 +526,35 @@ async fn start_middlewares(
     Ok(middlewares)
 }
 
+/// One distributed-mode validator client per running middleware, each with
+/// its slashing-protection database in the operator's directory.
 async fn start_vcs(
     config: &DevnetConfig,
     lock: &ClusterLock,
     data_dir: &Path,
-    middlewares: &[Middleware],
-) -> Result<Vec<VcHandle>, DevnetError> {
+    middlewares: &[(u64, Middleware)],
+) -> Result<Vec<(u64, VcHandle)>, DevnetError> {
     let mut vcs = Vec::new();
-    for (operator, middleware) in (1..).zip(middlewares) {
+    for (operator, middleware) in middlewares {
+        let operator = *operator;
         let keys_dir = operator_dir(data_dir, operator).join("validator_keys");
         let keys = load_keystores(&keys_dir, None)
             .map_err(|source| DevnetError::Keys { operator, source })?;
         let vc = VcConfig::new(format!("http://{}", middleware.http_addr()), keys)
             .with_name(format!("operator-{operator}"))
+            .with_data_dir(operator_dir(data_dir, operator).join("vc-data"))
             .distributed(config.selection_endpoint, lock.clone())
             .with_drive(if config.clients_follow_clock {
                 Drive::WallClock
             } else {
                 Drive::Manual
             });
-        vcs.push(
+        vcs.push((
+            operator,
             Vc::start(vc)
                 .await
                 .map_err(|source| DevnetError::Vc { operator, source })?,
-        );
+        ));
     }
     Ok(vcs)
 }

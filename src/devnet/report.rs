@@ -1,8 +1,10 @@
 //! The devnet's report: each operator's decisions for each duty, set against
-//! the ground truth, as table rows while the devnet runs, as JSON records
+//! the ground truth, and what the chain accepted of the cluster's work (the
+//! combined attestation of each attestation duty, the aggregate of each
+//! aggregation duty), as table rows while the devnet runs, as JSON records
 //! (`--report FILE`) and as a summary at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,6 +12,8 @@ use serde::Serialize;
 use super::truth::{DutyId, Truth};
 use crate::api::types::BeaconCommitteeSubscription;
 use crate::spec::{Epoch, Slot, ValidatorIndex};
+use crate::vc::aggregate::{AggregateOutcome, AggregateRecord};
+use crate::vc::attest::{AttestOutcome, AttestationRecord};
 use crate::vc::{DecisionDuty, Outcome, SelectionDecision};
 
 /// A duty: its slot, validator and kind.
@@ -45,7 +49,22 @@ pub struct Record {
     pub operators: u64,
     /// The slowest operator's time from asking to its answer.
     pub latency_ms: Option<u64>,
-    /// Why operators failed to decide, if any did.
+    /// Attestation duties: how many operators' clients published their
+    /// (partial) attestation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operators_attested: Option<u64>,
+    /// Attestation duties: whether the chain accepted the cluster's attestation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation_accepted: Option<bool>,
+    /// Aggregation duties (the ground truth aggregates, or some operator
+    /// aggregated): how many operators' clients published their (partial)
+    /// `AggregateAndProof`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate_published: Option<u64>,
+    /// Aggregation duties: whether the chain accepted the cluster's aggregate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate_accepted: Option<bool>,
+    /// Why operators failed to decide, attest or aggregate, if any did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
 }
@@ -55,6 +74,15 @@ impl Record {
     pub fn is_correct(&self) -> bool {
         self.operators_agreeing == self.operators
             && self.cluster_decision == Some(self.ground_truth)
+    }
+
+    /// Whether the chain has everything this duty owes it: the attestation
+    /// of an attestation duty, and an aggregate exactly when the ground
+    /// truth aggregates.
+    pub fn chain_complete(&self) -> bool {
+        self.duty != "attestation"
+            || (self.attestation_accepted == Some(true)
+                && self.aggregate_accepted.unwrap_or(false) == self.ground_truth)
     }
 
     /// One row of the live table.
@@ -76,8 +104,17 @@ impl Record {
         let latency = self
             .latency_ms
             .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"));
+        let accepted = |accepted: Option<bool>| match accepted {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        let aggregate = match (self.ground_truth, self.aggregate_accepted) {
+            (false, None | Some(false)) => "-",
+            (_, accepted_aggregate) => accepted(Some(accepted_aggregate == Some(true))),
+        };
         format!(
-            "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}",
+            "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}  {:<8}  {:<9}",
             self.slot,
             self.validator_index,
             duty,
@@ -85,6 +122,8 @@ impl Record {
             format!("{}/{}", self.operators_agreeing, self.operators),
             if self.is_correct() { "yes" } else { "NO" },
             latency,
+            accepted(self.attestation_accepted),
+            aggregate,
         )
     }
 }
@@ -92,8 +131,16 @@ impl Record {
 /// The header of the live table.
 pub fn table_header() -> String {
     format!(
-        "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}",
-        "slot", "validator", "duty", "aggregator", "agreed", "= truth", "latency"
+        "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}  {:<8}  {:<9}",
+        "slot",
+        "validator",
+        "duty",
+        "aggregator",
+        "agreed",
+        "= truth",
+        "latency",
+        "attested",
+        "aggregate"
     )
 }
 
@@ -108,6 +155,8 @@ pub struct Summary {
     pub sync_duties: u64,
     /// Duties whose ground truth is "aggregate".
     pub aggregators: u64,
+    /// Attestation duties among them.
+    pub attestation_aggregators: u64,
     /// Duties every operator decided as the ground truth.
     pub correct: u64,
     /// Duties some operator decided otherwise, or not at all.
@@ -121,6 +170,14 @@ pub struct Summary {
     /// every operator, a non-aggregator's by none (a client posts a duty it
     /// has not decided yet with false, and again with true once decided).
     pub subscriptions_wrong: u64,
+    /// Attestation duties the chain accepted the cluster's attestation of.
+    pub attestations_accepted: u64,
+    /// Aggregation duties (the ground truth aggregates) whose aggregate the
+    /// chain accepted.
+    pub aggregates_accepted: u64,
+    /// Aggregates the chain accepted for duties where the ground truth does
+    /// not aggregate.
+    pub aggregates_unexpected: u64,
     /// Median of the records' latencies.
     pub median_latency_ms: Option<u64>,
     /// Largest of the records' latencies.
@@ -128,9 +185,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether every decision and subscription equals the ground truth.
+    /// Whether every decision and subscription equals the ground truth, and
+    /// the chain accepted every attestation and exactly the aggregates the
+    /// ground truth selects.
     pub fn is_ok(&self) -> bool {
-        self.incorrect == 0 && self.unexpected_decisions == 0 && self.subscriptions_wrong == 0
+        self.incorrect == 0
+            && self.unexpected_decisions == 0
+            && self.subscriptions_wrong == 0
+            && self.attestations_accepted == self.attestation_duties
+            && self.aggregates_accepted == self.attestation_aggregators
+            && self.aggregates_unexpected == 0
     }
 }
 
@@ -148,6 +212,10 @@ pub struct ReportBuilder {
     operators: u64,
     truths: BTreeMap<DutyKey, Truth>,
     decisions: BTreeMap<DutyKey, BTreeMap<u64, SelectionDecision>>,
+    attestations: BTreeMap<(Slot, ValidatorIndex), BTreeMap<u64, AttestOutcome>>,
+    aggregates: BTreeMap<(Slot, ValidatorIndex), BTreeMap<u64, AggregateOutcome>>,
+    chain_attestations: BTreeSet<(Slot, ValidatorIndex)>,
+    chain_aggregates: BTreeSet<(Slot, ValidatorIndex)>,
     records: Vec<Record>,
 }
 
@@ -158,8 +226,43 @@ impl ReportBuilder {
             operators,
             truths: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            attestations: BTreeMap::new(),
+            aggregates: BTreeMap::new(),
+            chain_attestations: BTreeSet::new(),
+            chain_aggregates: BTreeSet::new(),
             records: Vec::new(),
         }
+    }
+
+    /// Adds what `operator`'s client did with its attestation duties.
+    pub fn add_attestations(&mut self, operator: u64, records: Vec<AttestationRecord>) {
+        for record in records {
+            self.attestations
+                .entry((record.slot, record.validator_index))
+                .or_default()
+                .insert(operator, record.outcome);
+        }
+    }
+
+    /// Adds what `operator`'s client did with its aggregation duties.
+    pub fn add_aggregates(&mut self, operator: u64, records: Vec<AggregateRecord>) {
+        for record in records {
+            self.aggregates
+                .entry((record.slot, record.validator_index))
+                .or_default()
+                .insert(operator, record.outcome);
+        }
+    }
+
+    /// Adds what the chain accepted: attestations and aggregates by (slot,
+    /// validator index).
+    pub fn add_chain(
+        &mut self,
+        attestations: impl IntoIterator<Item = (Slot, ValidatorIndex)>,
+        aggregates: impl IntoIterator<Item = (Slot, ValidatorIndex)>,
+    ) {
+        self.chain_attestations.extend(attestations);
+        self.chain_aggregates.extend(aggregates);
     }
 
     /// Adds an epoch's ground truth.
@@ -207,11 +310,57 @@ impl ReportBuilder {
         for key in closing {
             if let Some(truth) = self.truths.remove(&key) {
                 let decisions = self.decisions.remove(&key).unwrap_or_default();
-                closed.push(record(&truth, &decisions, self.operators));
+                let mut record = record(&truth, &decisions, self.operators);
+                if truth.duty == DutyId::Attestation {
+                    self.add_duty_work(&mut record);
+                }
+                closed.push(record);
             }
         }
         self.records.extend(closed.iter().cloned());
         closed
+    }
+
+    /// Fills an attestation duty's record with what the operators' clients
+    /// published and the chain accepted.
+    fn add_duty_work(&mut self, record: &mut Record) {
+        let at = (record.slot, record.validator_index);
+        let attested = self.attestations.remove(&at).unwrap_or_default();
+        let published = attested
+            .values()
+            .filter(|outcome| matches!(outcome, AttestOutcome::Published { .. }))
+            .count() as u64;
+        for (operator, outcome) in &attested {
+            match outcome {
+                AttestOutcome::Published { .. } => {}
+                AttestOutcome::Slashable(reason) => record.failures.push(format!(
+                    "operator {operator}: slashing protection: {reason}"
+                )),
+                AttestOutcome::Failed(reason) => record
+                    .failures
+                    .push(format!("operator {operator}: attestation: {reason}")),
+            }
+        }
+        record.operators_attested = Some(published);
+        record.attestation_accepted = Some(self.chain_attestations.contains(&at));
+        let aggregated = self.aggregates.remove(&at).unwrap_or_default();
+        let chain_aggregate = self.chain_aggregates.contains(&at);
+        if record.ground_truth || chain_aggregate || !aggregated.is_empty() {
+            record.aggregate_published = Some(
+                aggregated
+                    .values()
+                    .filter(|outcome| matches!(outcome, AggregateOutcome::Published { .. }))
+                    .count() as u64,
+            );
+            record.aggregate_accepted = Some(chain_aggregate);
+            for (operator, outcome) in &aggregated {
+                if let AggregateOutcome::Failed(reason) = outcome {
+                    record
+                        .failures
+                        .push(format!("operator {operator}: aggregate: {reason}"));
+                }
+            }
+        }
     }
 
     /// Checks the subscriptions the beacon node received for the validators
@@ -257,6 +406,16 @@ impl ReportBuilder {
                 summary.sync_duties += 1;
             }
             summary.aggregators += u64::from(record.ground_truth);
+            if record.duty == "attestation" {
+                summary.attestation_aggregators += u64::from(record.ground_truth);
+                summary.attestations_accepted +=
+                    u64::from(record.attestation_accepted == Some(true));
+                match (record.ground_truth, record.aggregate_accepted) {
+                    (true, Some(true)) => summary.aggregates_accepted += 1,
+                    (false, Some(true)) => summary.aggregates_unexpected += 1,
+                    _ => {}
+                }
+            }
             if record.is_correct() {
                 summary.correct += 1;
             } else {
@@ -321,6 +480,10 @@ fn record(truth: &Truth, decisions: &BTreeMap<u64, SelectionDecision>, operators
         operators_agreeing: yes.max(no),
         operators,
         latency_ms: latency.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+        operators_attested: None,
+        attestation_accepted: None,
+        aggregate_published: None,
+        aggregate_accepted: None,
         failures,
     }
 }

@@ -64,10 +64,13 @@ pub const CUTOFF_MARGIN_DIVISOR: u32 = 32;
 /// spec's timing): a third into the slot for attestation selections, since
 /// an aggregator must subscribe to its subnet before the attestations of the
 /// slot are made; two thirds for sync selections, when contributions are made.
+/// (For the published duties: two thirds for an attestation, when the slot's
+/// aggregates are made; the slot's end for an aggregate.)
 pub fn vc_cutoff(clock: &SlotClock, kind: DutyKind, slot: Slot) -> Duration {
     match kind {
         DutyKind::AttestationSelection => clock.slot_fraction(slot, 1, 3),
-        DutyKind::SyncSelection { .. } => clock.slot_fraction(slot, 2, 3),
+        DutyKind::SyncSelection { .. } | DutyKind::Attestation => clock.slot_fraction(slot, 2, 3),
+        DutyKind::AggregateAndProof => clock.slot_start(slot.saturating_add(1)),
     }
 }
 

@@ -288,6 +288,16 @@ impl<E: StatePreset> ForkState<E> {
         on_fork!(self, s => &s.randao_mixes)
     }
 
+    /// `state.previous_epoch_participation` (altair on; `None` in phase0).
+    pub fn previous_epoch_participation(&self) -> Option<&[u8]> {
+        on_altair_family!(self, s => Some(&s.previous_epoch_participation[..]), phase0 => None)
+    }
+
+    /// `state.current_epoch_participation` (altair on; `None` in phase0).
+    pub fn current_epoch_participation(&self) -> Option<&[u8]> {
+        on_altair_family!(self, s => Some(&s.current_epoch_participation[..]), phase0 => None)
+    }
+
     /// `state.block_roots`: the last `SLOTS_PER_HISTORICAL_ROOT` block roots, by slot modulo.
     pub fn block_roots(&self) -> &[Root] {
         on_fork!(self, s => &s.block_roots)

@@ -405,6 +405,18 @@ impl BeaconState {
         })
     }
 
+    /// `state.previous_epoch_participation`: each validator's flags
+    /// (`TIMELY_SOURCE` 1, `TIMELY_TARGET` 2, `TIMELY_HEAD` 4) for the
+    /// previous epoch; `None` in phase0.
+    pub fn previous_epoch_participation(&self) -> Option<&[u8]> {
+        on_preset!(&self.state, s => s.previous_epoch_participation())
+    }
+
+    /// `state.current_epoch_participation`; `None` in phase0.
+    pub fn current_epoch_participation(&self) -> Option<&[u8]> {
+        on_preset!(&self.state, s => s.current_epoch_participation())
+    }
+
     /// `hash_tree_root(state)`.
     pub fn hash_tree_root(&self) -> Root {
         on_preset!(&self.state, s => s.tree_hash_root())

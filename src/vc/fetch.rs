@@ -200,6 +200,9 @@ impl Vc {
                     own_proof: None,
                     status: Status::Pending { last_failure: None },
                     subscribed: None,
+                    attest_claimed: false,
+                    attested_data_root: None,
+                    aggregate_claimed: false,
                 });
         }
     }

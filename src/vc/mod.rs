@@ -20,9 +20,12 @@
 //! devnet's chain carries no attestations); the client keeps the selection
 //! proofs that duty would need.
 
+pub mod aggregate;
+pub mod attest;
 mod attestation;
 pub mod decision;
 pub mod duties;
+mod events;
 mod fetch;
 pub mod keys;
 pub mod selection;

@@ -35,12 +35,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, Instrument};
 
+use super::aggregate::AggregateLog;
+use super::attest::AttestationLog;
 use super::attestation::Round;
 use super::decision::{DecisionLog, SelectionDecision, DEFAULT_DECISION_LOG_CAPACITY};
 use super::duties::{AttestationDuty, SyncCommitteeDuty};
+use super::events::follow_head;
 use super::keys::{check_unique, group_keys, KeysError, ValidatorKey};
 use super::selection::{SelectionEndpoint, SelectionStrategy};
 use super::slashing::{SlashingDatabase, SlashingError};
@@ -282,6 +286,8 @@ pub struct Vc {
     pub(super) state: Mutex<State>,
     pub(super) decisions: DecisionLog,
     pub(super) slashing_protection: Option<SlashingDatabase>,
+    pub(super) attestations: AttestationLog,
+    pub(super) aggregates: AggregateLog,
 }
 
 /// What the client learnt and decided, behind one lock that is never held
@@ -311,6 +317,13 @@ pub(super) struct AttestationEntry {
     pub(super) status: Status,
     /// The `is_aggregator` last posted in a subscription.
     pub(super) subscribed: Option<bool>,
+    /// The attester duty was taken up (once per duty).
+    pub(super) attest_claimed: bool,
+    /// The `hash_tree_root` of the data attested, once published: what the
+    /// aggregate must be for.
+    pub(super) attested_data_root: Option<Root>,
+    /// The aggregation duty was taken up (once per duty).
+    pub(super) aggregate_claimed: bool,
 }
 
 /// Where an attestation duty's selection stands.
@@ -402,6 +415,8 @@ impl Vc {
             state: Mutex::new(state),
             decisions: DecisionLog::new(config.decision_log_capacity),
             slashing_protection,
+            attestations: AttestationLog::default(),
+            aggregates: AggregateLog::default(),
         });
         let task = match config.drive {
             Drive::WallClock => Some(tokio::spawn(run_clock(Arc::clone(&vc)))),
@@ -665,10 +680,18 @@ impl Vc {
 }
 
 /// The wall-clock loop: at every slot start, the slot's work (and at an epoch's
-/// first slot, or the first slot seen, the epoch's), each in its own task so a
-/// slow request never delays the next slot. Aborting the loop aborts them.
+/// first slot, or the first slot seen, the epoch's); at a third of the slot
+/// or when the slot's head arrives, whichever is first, the attestations;
+/// at two thirds, the aggregates. Each in its own task so a slow request
+/// never delays the next slot. Aborting the loop aborts them.
 async fn run_clock(vc: Arc<Vc>) {
     let mut tasks = JoinSet::new();
+    let (heads, head) = watch::channel(0);
+    tasks.spawn(follow_head(
+        vc.client.base_url().to_string(),
+        vc.clock.slot_duration(),
+        heads,
+    ));
     let mut epoch_done: Option<Epoch> = None;
     loop {
         let now = unix_now();
@@ -681,6 +704,19 @@ async fn run_clock(vc: Arc<Vc>) {
         epoch_done = Some(epoch);
         let worker = Arc::clone(&vc);
         tasks.spawn(async move { worker.on_slot(slot, epoch_start).await });
+        let worker = Arc::clone(&vc);
+        let mut head = head.clone();
+        tasks.spawn(async move {
+            let third = worker.clock.slot_fraction(slot, 1, 3);
+            tokio::select! {
+                _ = tokio::time::sleep(third.saturating_sub(unix_now())) => {}
+                _ = head.wait_for(|head| *head >= slot) => {}
+            }
+            worker.run_attestations(slot).await;
+            let two_thirds = worker.clock.slot_fraction(slot, 2, 3);
+            tokio::time::sleep(two_thirds.saturating_sub(unix_now())).await;
+            worker.run_aggregations(slot).await;
+        });
         while tasks.try_join_next().is_some() {}
         tokio::time::sleep(vc.clock.until_slot(slot.saturating_add(1), unix_now())).await;
     }

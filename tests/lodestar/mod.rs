@@ -27,9 +27,13 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The dev chain to run.
 #[derive(Debug, Clone)]
 pub struct DevChainOptions {
-    /// Interop validators in the genesis state; all run in the node (with
-    /// fewer running, the chain never justifies and the node stalls).
+    /// Interop validators in the genesis state; those from
+    /// `first_started` on run in the node (with fewer than two thirds
+    /// attesting, the chain never justifies and the node stalls).
     pub genesis_validators: u64,
+    /// The first validator the node runs; the ones below are left to the
+    /// test (e.g. distributed validators run by middlewares).
+    pub first_started: u64,
     /// `SECONDS_PER_SLOT` of the chain.
     pub seconds_per_slot: u64,
     /// Further chain parameters, each passed as `--params.NAME VALUE`.
@@ -41,6 +45,7 @@ impl Default for DevChainOptions {
     fn default() -> Self {
         Self {
             genesis_validators: 64,
+            first_started: 0,
             seconds_per_slot: 2,
             params: vec![("ALTAIR_FORK_EPOCH".to_owned(), "0".to_owned())],
         }
@@ -240,7 +245,7 @@ fn dev_args(
         "--genesisValidators",
         &options.genesis_validators.to_string(),
         "--startValidators",
-        &format!("0..{last_validator}"),
+        &format!("{}..{last_validator}", options.first_started),
         "--params.SECONDS_PER_SLOT",
         &options.seconds_per_slot.to_string(),
         "--rest.address",
