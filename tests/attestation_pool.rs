@@ -26,7 +26,13 @@ use dv_aggregator::spec::selection::is_aggregator;
 use dv_aggregator::spec::signing::{attestation_signing_root, selection_proof_signing_root};
 use dv_aggregator::spec::{AttestationData, ChainSpec, Checkpoint, ForkName, Root, Slot};
 use dv_aggregator::state::interop_genesis_state;
+use reqwest::Method;
+use serde_json::{json, Value};
 use tree_hash::TreeHash;
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const SSZ: &str = "application/octet-stream";
 
 const VALIDATORS: u64 = 1024;
 /// Epoch 2, not its first slot: the previous epoch is 1.
@@ -205,26 +211,34 @@ fn assert_failures(error: &ClientError, expected: &[(usize, &[&str])]) {
     }
 }
 
-/// A raw request, for what the typed client cannot send.
+/// A raw request, for what the typed client cannot send: the status and
+/// the JSON body (or the text as a JSON string).
 async fn raw(
     node: &Node,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
-    headers: &[(&str, &str)],
+    content_type: Option<&str>,
     body: Vec<u8>,
-) -> (u16, serde_json::Value) {
-    let mut request =
-        reqwest::Client::new().request(method, format!("http://{}{path}", node.node.addr()));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
+) -> (u16, Value) {
+    let url = format!("http://{}{path}", node.node.addr());
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
     }
     let response = request.body(body).send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (
         status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// Asserts a reply's status and that its message holds `fragment`.
+fn assert_reply((status, body): &(u16, Value), expected: u16, fragment: &str) {
+    assert_eq!(*status, expected, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,28 +299,18 @@ async fn attestation_data_names_the_chain_s_blocks_and_checkpoints() {
             committee.to_string().contains("slot 21 has 4 committees"),
             "{committee}"
         );
-        let (status, body) = raw(
+        let reply = raw(
             &node,
-            reqwest::Method::GET,
+            GET,
             "/eth/v1/validator/attestation_data?slot=21",
-            &[],
+            None,
             vec![],
         )
         .await;
         if electra {
-            assert_eq!(
-                (status, &body["data"]["index"]),
-                (200, &serde_json::json!("0"))
-            );
+            assert_eq!((reply.0, &reply.1["data"]["index"]), (200, &json!("0")));
         } else {
-            assert_eq!(status, 400, "{body}");
-            assert!(
-                body["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("committee_index"),
-                "{body}"
-            );
+            assert_reply(&reply, 400, "missing query parameter committee_index");
         }
 
         // What it returns is what the pool takes.
@@ -398,22 +402,8 @@ async fn deneb_attestations_are_kept_from_v1_v2_json_and_ssz_and_aggregated() {
         "{wrong}"
     );
     let body = serde_json::to_vec(&made[..1]).unwrap();
-    let (status, reply) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v2/beacon/pool/attestations",
-        &[],
-        body,
-    )
-    .await;
-    assert_eq!(status, 400, "{reply}");
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("Eth-Consensus-Version"),
-        "{reply}"
-    );
+    let reply = raw(&node, POST, "/eth/v2/beacon/pool/attestations", None, body).await;
+    assert_reply(&reply, 400, "the Eth-Consensus-Version header is required");
 
     // The pool's aggregate: the six bits, and a signature of the six keys.
     let data_root = data.tree_hash_root();
@@ -514,11 +504,8 @@ async fn fulu_single_attestations_are_kept_from_json_and_ssz_and_aggregated() {
         "/eth/v2/validator/aggregate_attestation?attestation_data_root={}&slot={HEAD}&committee_index=2",
         data.tree_hash_root()
     );
-    let (status, reply) = raw(&node, reqwest::Method::GET, &path, &[], vec![]).await;
-    assert_eq!(
-        (status, &reply["version"]),
-        (200, &serde_json::json!("fulu"))
-    );
+    let (status, reply) = raw(&node, GET, &path, None, vec![]).await;
+    assert_eq!((status, &reply["version"]), (200, &json!("fulu")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,24 +588,13 @@ async fn each_refused_attestation_is_named_and_the_good_ones_kept() {
 
     // A malformed item is named too, and the rest still kept.
     let good = serde_json::to_value(node.phase0(data, 14, None)).unwrap();
-    let body = serde_json::to_vec(&serde_json::json!([{"data": 1}, good])).unwrap();
-    let (status, reply) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v1/beacon/pool/attestations",
-        &[],
-        body,
-    )
-    .await;
-    assert_eq!(status, 400, "{reply}");
+    let body = serde_json::to_vec(&json!([{"data": 1}, good])).unwrap();
+    let reply = raw(&node, POST, "/eth/v1/beacon/pool/attestations", None, body).await;
+    assert_reply(&reply, 400, "1 of 2 attestations were refused");
+    let reply = reply.1;
     assert_eq!(reply["failures"][0]["index"], 0);
-    assert!(
-        reply["failures"][0]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid item"),
-        "{reply}"
-    );
+    let message = reply["failures"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("invalid item"), "{reply}");
     assert_eq!(reply["failures"].as_array().unwrap().len(), 1);
     assert_eq!(node.node.pool().accepted_attestations().len(), 3);
 }
@@ -962,59 +938,19 @@ async fn bodies_and_item_counts_are_bounded() {
     let node = Node::start(ForkName::Deneb, HEAD).await;
     // Minimal: at most MAX_COMMITTEES_PER_SLOT * TARGET_AGGREGATORS_PER_COMMITTEE = 64 aggregates.
     let body = format!("[{}]", vec!["{}"; 65].join(",")).into_bytes();
-    let (status, reply) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v1/validator/aggregate_and_proofs",
-        &[],
-        body,
-    )
-    .await;
-    assert_eq!(status, 400, "{reply}");
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than 64 items"),
-        "{reply}"
-    );
+    let path = "/eth/v1/validator/aggregate_and_proofs";
+    let reply = raw(&node, POST, path, None, body).await;
+    assert_reply(&reply, 400, "more than 64 items");
+    let path = "/eth/v1/beacon/pool/attestations";
     let mut huge = vec![b' '; 33 * 1024 * 1024];
     huge[0] = b'[';
-    let (status, _) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v1/beacon/pool/attestations",
-        &[],
-        huge,
-    )
-    .await;
-    assert_eq!(status, 413);
-    let (status, _) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v1/beacon/pool/attestations",
-        &[("content-type", "text/plain")],
-        b"[]".to_vec(),
-    )
-    .await;
-    assert_eq!(status, 415);
+    let reply = raw(&node, POST, path, None, huge).await;
+    assert_reply(&reply, 413, "exceeds the limit of 33554432 bytes");
+    let reply = raw(&node, POST, path, Some("text/plain"), b"[]".to_vec()).await;
+    assert_reply(&reply, 415, "unsupported content type \"text/plain\"");
     // An SSZ list whose first offset points past the body.
-    let (status, reply) = raw(
-        &node,
-        reqwest::Method::POST,
-        "/eth/v1/beacon/pool/attestations",
-        &[("content-type", "application/octet-stream")],
-        vec![64, 0, 0, 0],
-    )
-    .await;
-    assert_eq!(status, 400, "{reply}");
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("offset 0 is 64"),
-        "{reply}"
-    );
+    let reply = raw(&node, POST, path, Some(SSZ), vec![64, 0, 0, 0]).await;
+    assert_reply(&reply, 400, "offset 0 is 64");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -449,21 +449,18 @@ impl Head<'_> {
             count => return Err(PoolError::NotUnaggregated { count }),
         };
         check_bits_length(bits.len(), data.slot, data.index, committee.len())?;
-        let validator_index = committee[position];
-        Ok(Candidate {
-            publisher: validator_index,
+        let seat = Seat {
+            validator_index: committee[position],
             committee_index: data.index,
-            data: *data,
-            data_root: data.tree_hash_root(),
-            identity: attestation.tree_hash_root(),
-            rest: self.vote(
-                validator_index,
-                position,
-                committee.len(),
-                data,
-                attestation.signature,
-            ),
-        })
+            position,
+            committee_length: committee.len(),
+        };
+        Ok(self.vote(
+            seat,
+            data,
+            attestation.tree_hash_root(),
+            attestation.signature,
+        ))
     }
 
     /// Electra's `SingleAttestation`: the rules up to the
@@ -491,47 +488,56 @@ impl Head<'_> {
                 slot: data.slot,
                 committee_index,
             })?;
-        Ok(Candidate {
-            publisher: validator_index,
+        let seat = Seat {
+            validator_index,
             committee_index,
-            data: *data,
-            data_root: data.tree_hash_root(),
-            identity: attestation.tree_hash_root(),
-            rest: self.vote(
-                validator_index,
-                position,
-                committee.len(),
-                data,
-                attestation.signature,
-            ),
-        })
+            position,
+            committee_length: committee.len(),
+        };
+        Ok(self.vote(
+            seat,
+            data,
+            attestation.tree_hash_root(),
+            attestation.signature,
+        ))
     }
 
-    /// The checks after the one-vote rule: roots, then the signer's key.
+    /// The candidate of a vote from `seat`, whose object has root
+    /// `identity`, with the checks after the one-vote rule (roots, then the
+    /// signer's key) as its rest.
     fn vote(
         &self,
-        validator_index: ValidatorIndex,
-        position: usize,
-        committee_length: usize,
+        seat: Seat,
         data: &AttestationData,
+        identity: Root,
         signature: SignatureBytes,
-    ) -> Result<Vote, PoolError> {
-        self.check_roots(data)?;
-        let signing_root = self.signing_root(data);
-        Ok(Vote {
-            position,
-            committee_length,
-            signature: SignatureCheck {
-                pubkey: self.pubkey(validator_index)?,
-                message: signing_root,
-                signature: signature.0,
-                field: "signature",
-                invalid: PoolError::BadSignature {
-                    validator_index,
-                    signing_root,
+    ) -> Candidate<Vote> {
+        let rest = self.check_roots(data).and_then(|()| {
+            let signing_root = self.signing_root(data);
+            let validator_index = seat.validator_index;
+            Ok(Vote {
+                position: seat.position,
+                committee_length: seat.committee_length,
+                signature: SignatureCheck {
+                    pubkey: self.pubkey(validator_index)?,
+                    message: signing_root,
+                    signature: signature.0,
+                    field: "signature",
+                    invalid: PoolError::BadSignature {
+                        validator_index,
+                        signing_root,
+                    },
                 },
-            },
-        })
+            })
+        });
+        Candidate {
+            publisher: seat.validator_index,
+            committee_index: seat.committee_index,
+            data: *data,
+            data_root: data.tree_hash_root(),
+            identity,
+            rest,
+        }
     }
 
     /// A `SignedAggregateAndProof`: the rules up to the
@@ -738,6 +744,15 @@ impl<T> Candidate<T> {
     pub fn key(&self) -> (ValidatorIndex, Epoch) {
         (self.publisher, self.data.target.epoch)
     }
+}
+
+/// Where an attester sits.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    validator_index: ValidatorIndex,
+    committee_index: CommitteeIndex,
+    position: usize,
+    committee_length: usize,
 }
 
 /// What an unaggregated attestation adds once its signature verifies.

@@ -235,12 +235,14 @@ pub fn pool_routes(
         .and(with_api.clone())
         .then(
             |version, consensus_version, content_type, body, api: Arc<PoolApi>| {
-                answer(post_attestations(
+                answer(post(
                     api,
+                    ATTESTATIONS,
                     version,
                     consensus_version,
                     content_type,
                     body,
+                    submit_attestations,
                 ))
             },
         );
@@ -250,7 +252,9 @@ pub fn pool_routes(
             .and(query)
             .and(with_api.clone())
             .then(|version, query: String, api: Arc<PoolApi>| {
-                answer(async move { aggregate_attestation(&api, version, &query) })
+                answer(blocking(move || {
+                    aggregate_attestation(&api, version, &query)
+                }))
             });
     let aggregates = warp::path!("eth" / Version / "validator" / "aggregate_and_proofs")
         .and(warp::post())
@@ -258,12 +262,14 @@ pub fn pool_routes(
         .and(with_api)
         .then(
             |version, consensus_version, content_type, body, api: Arc<PoolApi>| {
-                answer(post_aggregates(
+                answer(post(
                     api,
+                    AGGREGATES,
                     version,
                     consensus_version,
                     content_type,
                     body,
+                    submit_aggregates,
                 ))
             },
         );
@@ -491,129 +497,140 @@ fn items_reply(outcomes: &[Outcome], noun: &str) -> Response {
     )
 }
 
-/// Refuses a v1 route on an electra chain, and a v2 POST whose
+/// Refuses a v1 route on an electra chain: v1 carries phase0 forms only.
+fn check_not_retired(
+    loaded: &LoadedState,
+    version: Version,
+    path: &'static str,
+    replacement: &'static str,
+) -> Result<(), PoolApiError> {
+    let fork = loaded.state.fork_name();
+    if version == Version::V1 && fork >= ForkName::Electra {
+        return Err(PoolApiError::Retired {
+            path,
+            fork,
+            replacement,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a v1 POST on an electra chain, and a v2 POST whose
 /// `Eth-Consensus-Version` is missing or not the chain's fork.
-fn check_version(
+fn check_post_version(
     loaded: &LoadedState,
     version: Version,
     consensus_version: Option<&str>,
     path: &'static str,
     replacement: &'static str,
 ) -> Result<(), PoolApiError> {
-    let fork = loaded.state.fork_name();
-    match version {
-        Version::V1 if fork >= ForkName::Electra => Err(PoolApiError::Retired {
-            path,
-            fork,
-            replacement,
-        }),
-        Version::V1 => Ok(()),
-        Version::V2 => {
-            let given = consensus_version.ok_or(PoolApiError::MissingVersion)?;
-            if ForkName::parse(given.trim()) == Some(fork) {
-                Ok(())
-            } else {
-                Err(PoolApiError::WrongVersion {
-                    given: given.chars().take(100).collect(),
-                    fork,
-                })
-            }
-        }
+    check_not_retired(loaded, version, path, replacement)?;
+    if version == Version::V1 {
+        return Ok(());
     }
+    let fork = loaded.state.fork_name();
+    let given = consensus_version.ok_or(PoolApiError::MissingVersion)?;
+    if ForkName::parse(given.trim()) != Some(fork) {
+        return Err(PoolApiError::WrongVersion {
+            given: given.chars().take(100).collect(),
+            fork,
+        });
+    }
+    Ok(())
 }
 
 fn usize_limit(limit: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
-async fn post_attestations<S, B>(
-    api: Arc<PoolApi>,
-    version: Version,
-    consensus_version: Option<String>,
-    content_type: Option<String>,
-    body: S,
-) -> Result<Response, PoolApiError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let loaded = api.backend.loaded()?;
-    check_version(
-        &loaded,
-        version,
-        consensus_version.as_deref(),
-        "/eth/v1/beacon/pool/attestations",
-        "/eth/v2/beacon/pool/attestations",
-    )?;
-    let body = read_body(content_type, body).await?;
-    blocking(move || {
-        let head = api.head(&loaded);
-        let preset = loaded.state.preset();
-        // The spec's list limit of both forms.
-        let max_items = usize_limit(electra_aggregation_bits_limit(preset));
-        let items = if head.is_electra() {
-            parse_items(
-                &body,
-                max_items,
-                Some(SINGLE_ATTESTATION_SSZ_LEN),
-                SingleAttestation::from_ssz_bytes,
-                |attestation| head.check_single_attestation(&attestation),
-            )?
-        } else {
-            parse_items(
-                &body,
-                max_items,
-                None,
-                AttestationPhase0::from_ssz_bytes,
-                |attestation| head.check_attestation(&attestation),
-            )?
-        };
-        let outcomes = api.pool.submit_votes(&head, items);
-        Ok(items_reply(&outcomes, "attestations"))
-    })
-    .await
+/// The routes of a POST: its v1 path, and the v2 path v1 gives way to at electra.
+struct PostRoute {
+    v1: &'static str,
+    v2: &'static str,
 }
 
-async fn post_aggregates<S, B>(
+const ATTESTATIONS: PostRoute = PostRoute {
+    v1: "/eth/v1/beacon/pool/attestations",
+    v2: "/eth/v2/beacon/pool/attestations",
+};
+
+const AGGREGATES: PostRoute = PostRoute {
+    v1: "/eth/v1/validator/aggregate_and_proofs",
+    v2: "/eth/v2/validator/aggregate_and_proofs",
+};
+
+/// What a POST does with its body once read: checks and keeps its items.
+type Submit = fn(&PoolApi, &Head, &Body) -> Result<Response, PoolApiError>;
+
+/// Both POSTs: the refusals that need no body first, then the body, then
+/// `submit` off the async workers.
+async fn post<S, B>(
     api: Arc<PoolApi>,
+    route: PostRoute,
     version: Version,
     consensus_version: Option<String>,
     content_type: Option<String>,
     body: S,
+    submit: Submit,
 ) -> Result<Response, PoolApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
     let loaded = api.backend.loaded()?;
-    check_version(
+    check_post_version(
         &loaded,
         version,
         consensus_version.as_deref(),
-        "/eth/v1/validator/aggregate_and_proofs",
-        "/eth/v2/validator/aggregate_and_proofs",
+        route.v1,
+        route.v2,
     )?;
     let body = read_body(content_type, body).await?;
-    blocking(move || {
-        let head = api.head(&loaded);
-        let preset = loaded.state.preset();
-        let max_items = usize_limit(
-            preset
-                .MAX_COMMITTEES_PER_SLOT
-                .saturating_mul(preset.TARGET_AGGREGATORS_PER_COMMITTEE),
-        );
-        let electra = head.is_electra();
-        let items = parse_items(
-            &body,
+    blocking(move || submit(&api, &api.head(&loaded), &body)).await
+}
+
+fn submit_attestations(api: &PoolApi, head: &Head, body: &Body) -> Result<Response, PoolApiError> {
+    // The spec's list limit of both forms.
+    let max_items = usize_limit(electra_aggregation_bits_limit(head.loaded.state.preset()));
+    let items = if head.is_electra() {
+        parse_items(
+            body,
+            max_items,
+            Some(SINGLE_ATTESTATION_SSZ_LEN),
+            SingleAttestation::from_ssz_bytes,
+            |attestation| head.check_single_attestation(&attestation),
+        )?
+    } else {
+        parse_items(
+            body,
             max_items,
             None,
-            |bytes| SignedAggregateAndProof::from_ssz_bytes(bytes, electra, preset),
-            |signed: SignedAggregateAndProof| head.check_aggregate(&signed),
-        )?;
-        let outcomes = api.pool.submit_aggregates(&head, items);
-        Ok(items_reply(&outcomes, "aggregates"))
-    })
-    .await
+            AttestationPhase0::from_ssz_bytes,
+            |attestation| head.check_attestation(&attestation),
+        )?
+    };
+    let outcomes = api.pool.submit_votes(head, items);
+    Ok(items_reply(&outcomes, "attestations"))
+}
+
+fn submit_aggregates(api: &PoolApi, head: &Head, body: &Body) -> Result<Response, PoolApiError> {
+    let preset = head.loaded.state.preset();
+    // The spec's list limit.
+    let max_items = usize_limit(
+        preset
+            .MAX_COMMITTEES_PER_SLOT
+            .saturating_mul(preset.TARGET_AGGREGATORS_PER_COMMITTEE),
+    );
+    let electra = head.is_electra();
+    let items = parse_items(
+        body,
+        max_items,
+        None,
+        |bytes| SignedAggregateAndProof::from_ssz_bytes(bytes, electra, preset),
+        |signed: SignedAggregateAndProof| head.check_aggregate(&signed),
+    )?;
+    let outcomes = api.pool.submit_aggregates(head, items);
+    Ok(items_reply(&outcomes, "aggregates"))
 }
 
 // ---- aggregate_attestation ----
@@ -631,10 +648,9 @@ fn aggregate_attestation(
     query: &str,
 ) -> Result<Response, PoolApiError> {
     let loaded = api.backend.loaded()?;
-    check_version(
+    check_not_retired(
         &loaded,
         version,
-        Some(loaded.state.fork_name().as_str()),
         "/eth/v1/validator/aggregate_attestation",
         "/eth/v2/validator/aggregate_attestation",
     )?;
