@@ -110,7 +110,7 @@ pub fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
             s.attestations_accepted,
             s.attestation_duties,
             s.aggregates_accepted,
-            s.attestation_aggregators,
+            s.aggregates_expected,
             s.aggregates_unexpected
         );
     }
@@ -139,10 +139,17 @@ fn print_summary(report: &DevnetReport) -> anyhow::Result<()> {
             "attestations accepted by the chain: {} of {}",
             s.attestations_accepted, s.attestation_duties
         ),
-        format!(
-            "aggregates accepted by the chain: {} of {} the undivided keys select ({} unexpected)",
-            s.aggregates_accepted, s.attestation_aggregators, s.aggregates_unexpected
-        ),
+        if s.aggregates_expected == s.attestation_aggregators {
+            format!(
+                "aggregates accepted by the chain: {} of {} the undivided keys select ({} unexpected)",
+                s.aggregates_accepted, s.attestation_aggregators, s.aggregates_unexpected
+            )
+        } else {
+            format!(
+                "aggregates accepted by the chain: {} ({} unexpected); none due: is_aggregator answers booleans, not the combined selection proofs an AggregateAndProof carries",
+                s.aggregates_accepted, s.aggregates_unexpected
+            )
+        },
         format!(
             "latency (slowest operator per duty): median {}, max {}",
             ms(s.median_latency_ms),

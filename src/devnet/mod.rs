@@ -271,7 +271,10 @@ async fn run_in(
     let running = config
         .operators
         .saturating_sub(config.operators_down.len() as u64);
-    let mut report = ReportBuilder::new(running);
+    let mut report = ReportBuilder::new(
+        running,
+        config.selection_endpoint == SelectionEndpoint::Selections,
+    );
     if config.clients_follow_clock {
         run.on_clock(&mut report, table).await?;
     } else {

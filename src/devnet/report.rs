@@ -82,7 +82,9 @@ impl Record {
     pub fn chain_complete(&self) -> bool {
         self.duty != "attestation"
             || (self.attestation_accepted == Some(true)
-                && self.aggregate_accepted.unwrap_or(false) == self.ground_truth)
+                && self
+                    .aggregate_accepted
+                    .is_none_or(|accepted| accepted == self.ground_truth))
     }
 
     /// One row of the live table.
@@ -109,9 +111,10 @@ impl Record {
             Some(false) => "NO",
             None => "-",
         };
-        let aggregate = match (self.ground_truth, self.aggregate_accepted) {
-            (false, None | Some(false)) => "-",
-            (_, accepted_aggregate) => accepted(Some(accepted_aggregate == Some(true))),
+        // No aggregate is a failure only where one was due.
+        let aggregate = match self.aggregate_accepted {
+            Some(false) if !self.ground_truth => "-",
+            accepted_aggregate => accepted(accepted_aggregate),
         };
         format!(
             "{:>5}  {:>9}  {:<28}  {:<10}  {:>6}  {:<7}  {:>8}  {:<8}  {:<9}",
@@ -175,6 +178,11 @@ pub struct Summary {
     /// Aggregation duties (the ground truth aggregates) whose aggregate the
     /// chain accepted.
     pub aggregates_accepted: u64,
+    /// Aggregates the clients owe the chain: every aggregation duty of the
+    /// ground truth when they hold combined selection proofs
+    /// (`beacon_committee_selections`), none when they asked
+    /// `is_aggregator`, whose booleans give them no proof to aggregate with.
+    pub aggregates_expected: u64,
     /// Aggregates the chain accepted for duties where the ground truth does
     /// not aggregate.
     pub aggregates_unexpected: u64,
@@ -186,14 +194,14 @@ pub struct Summary {
 
 impl Summary {
     /// Whether every decision and subscription equals the ground truth, and
-    /// the chain accepted every attestation and exactly the aggregates the
-    /// ground truth selects.
+    /// the chain accepted every attestation and exactly the aggregates
+    /// expected.
     pub fn is_ok(&self) -> bool {
         self.incorrect == 0
             && self.unexpected_decisions == 0
             && self.subscriptions_wrong == 0
             && self.attestations_accepted == self.attestation_duties
-            && self.aggregates_accepted == self.attestation_aggregators
+            && self.aggregates_accepted == self.aggregates_expected
             && self.aggregates_unexpected == 0
     }
 }
@@ -210,6 +218,7 @@ pub struct DevnetReport {
 /// Collects the ground truth and every operator's decisions.
 pub struct ReportBuilder {
     operators: u64,
+    aggregates_due: bool,
     truths: BTreeMap<DutyKey, Truth>,
     decisions: BTreeMap<DutyKey, BTreeMap<u64, SelectionDecision>>,
     attestations: BTreeMap<(Slot, ValidatorIndex), BTreeMap<u64, AttestOutcome>>,
@@ -220,10 +229,12 @@ pub struct ReportBuilder {
 }
 
 impl ReportBuilder {
-    /// A report for a cluster of `operators`.
-    pub fn new(operators: u64) -> Self {
+    /// A report for a cluster of `operators`; `aggregates_due` says whether
+    /// the clients can aggregate (they hold combined selection proofs).
+    pub fn new(operators: u64, aggregates_due: bool) -> Self {
         ReportBuilder {
             operators,
+            aggregates_due,
             truths: BTreeMap::new(),
             decisions: BTreeMap::new(),
             attestations: BTreeMap::new(),
@@ -345,7 +356,8 @@ impl ReportBuilder {
         record.attestation_accepted = Some(self.chain_attestations.contains(&at));
         let aggregated = self.aggregates.remove(&at).unwrap_or_default();
         let chain_aggregate = self.chain_aggregates.contains(&at);
-        if record.ground_truth || chain_aggregate || !aggregated.is_empty() {
+        if (record.ground_truth && self.aggregates_due) || chain_aggregate || !aggregated.is_empty()
+        {
             record.aggregate_published = Some(
                 aggregated
                     .values()
@@ -408,6 +420,8 @@ impl ReportBuilder {
             summary.aggregators += u64::from(record.ground_truth);
             if record.duty == "attestation" {
                 summary.attestation_aggregators += u64::from(record.ground_truth);
+                summary.aggregates_expected +=
+                    u64::from(record.ground_truth && self.aggregates_due);
                 summary.attestations_accepted +=
                     u64::from(record.attestation_accepted == Some(true));
                 match (record.ground_truth, record.aggregate_accepted) {
@@ -528,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_duty_is_correct_only_when_every_operator_decides_the_truth() {
-        let mut report = ReportBuilder::new(3);
+        let mut report = ReportBuilder::new(3, true);
         report.add_truths(vec![
             truth(3, 7, true),
             truth(4, 8, false),

@@ -135,7 +135,7 @@ impl Vc {
         {
             let Status::Decided {
                 is_aggregator: true,
-                selection_proof: Some(selection_proof),
+                selection_proof,
             } = entry.status
             else {
                 continue;
@@ -144,6 +144,17 @@ impl Vc {
                 continue;
             }
             entry.aggregate_claimed = true;
+            let Some(selection_proof) = selection_proof else {
+                // `is_aggregator` answers a boolean: an `AggregateAndProof`
+                // needs the cluster's combined selection proof, which only
+                // `beacon_committee_selections` returns.
+                warn!(
+                    validator_index = entry.duty.validator_index,
+                    slot,
+                    "selected to aggregate, but is_aggregator gave no combined selection proof to aggregate with; use the beacon_committee_selections endpoint"
+                );
+                continue;
+            };
             claimed.push(Aggregation {
                 validator_index: entry.duty.validator_index,
                 slot,
