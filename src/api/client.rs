@@ -289,8 +289,11 @@ impl BeaconNodeClient {
     ) -> Result<Vec<ValidatorData>, ClientError> {
         let mut path = format!("/eth/v1/beacon/states/{state_id}/validators");
         if !ids.is_empty() {
-            let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            path = format!("{path}?id={}", list.join(","));
+            // `id=a&id=b`, not `id=a,b`: Lodestar reads the query with
+            // Node's `querystring`, to which `a,b` is one id; every client
+            // reads the repeated form.
+            let list: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
+            path = format!("{path}?{}", list.join("&"));
         }
         Ok(self.get_json::<StateResponse<_>>(&path).await?.data)
     }
@@ -320,6 +323,28 @@ impl BeaconNodeClient {
             .post_json::<_, StateResponse<_>>(&path, &body)
             .await?
             .data)
+    }
+
+    /// The records of `ids` in the state: `POST .../validators`, or where
+    /// the node does not serve it (404 or 405: the `POST` came later to the
+    /// Beacon API; Lodestar 1.5.1 has only `GET`), `GET` with the ids in the
+    /// query, 64 per request so that the URL stays near 6 kB.
+    pub async fn validators_by_ids(
+        &self,
+        state_id: StateId,
+        ids: &[ValidatorId],
+    ) -> Result<Vec<ValidatorData>, ClientError> {
+        const IDS_PER_GET: usize = 64;
+        match self.post_state_validators(state_id, ids, &[]).await {
+            Err(error) if matches!(error.status(), Some(404 | 405)) => {
+                let mut records = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(IDS_PER_GET) {
+                    records.extend(self.state_validators(state_id, chunk).await?);
+                }
+                Ok(records)
+            }
+            answer => answer,
+        }
     }
 
     /// `GET /eth/v1/beacon/states/{state_id}/validators/{validator_id}`.

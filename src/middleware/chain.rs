@@ -120,10 +120,7 @@ async fn validator_indices(
             .iter()
             .map(|key| ValidatorId::PublicKey(PublicKeyBytes(key.to_bytes())))
             .collect();
-        for record in beacon
-            .post_state_validators(StateId::Head, &ids, &[])
-            .await?
-        {
+        for record in beacon.validators_by_ids(StateId::Head, &ids).await? {
             if let Some(key) = by_bytes.get(&record.validator.pubkey.0) {
                 indices.insert(record.index, *key);
             }

@@ -28,11 +28,7 @@ impl Vc {
                     ValidatorId::PublicKey(PublicKeyBytes(self.keys[p].key.pubkey().to_bytes()))
                 })
                 .collect();
-            match self
-                .client
-                .post_state_validators(StateId::Head, &ids, &[])
-                .await
-            {
+            match self.client.validators_by_ids(StateId::Head, &ids).await {
                 Ok(found) => self.record_indices(&found),
                 Err(error) => {
                     warn!(%error, "cannot look up validator indices; asking again next epoch");
