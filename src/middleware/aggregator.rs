@@ -175,25 +175,56 @@ impl AggregationContext {
         ))
     }
 
-    /// The registry indices of committee `committee_index` at `slot`, from the beacon node.
+    /// The registry indices of `duty`'s committee, from the beacon node's
+    /// committees of the epoch, checked against the duty: its length and
+    /// the cluster's validator at its position.
+    ///
+    /// Lodestar 1.5.1 answers the committees query with `index` and `slot`
+    /// swapped and the slot counted from the epoch start (its loops name
+    /// the outer, per-slot index `committeeIndex`); where the standard
+    /// reading finds no committee consistent with the duty, that reading is
+    /// tried.
     async fn committee_members(
         &self,
         view: &ChainView,
-        slot: Slot,
-        committee_index: CommitteeIndex,
+        duty: &ClusterAttesterDuty,
     ) -> Result<Vec<ValidatorIndex>, String> {
-        let epoch = crate::spec::signing::compute_epoch_at_slot(slot, &view.info.spec.preset);
+        let slots_per_epoch = view.info.spec.preset.SLOTS_PER_EPOCH.max(1);
+        let epoch = duty.slot / slots_per_epoch;
         let committees = self
             .beacon
             .state_committees(StateId::Head, Some(epoch))
             .await
             .map_err(|error| error.to_string())?;
-        committees
-            .into_iter()
-            .find(|committee| committee.slot == slot && committee.index == committee_index)
-            .map(|committee| committee.validators)
+        let consistent = |members: &Vec<ValidatorIndex>| {
+            members.len() as u64 == duty.committee_length
+                && usize::try_from(duty.position)
+                    .ok()
+                    .and_then(|position| members.get(position))
+                    == Some(&duty.validator_index)
+        };
+        let standard = committees.iter().find(|committee| {
+            committee.slot == duty.slot && committee.index == duty.committee_index
+        });
+        let swapped = || {
+            committees.iter().find(|committee| {
+                committee.index == duty.slot % slots_per_epoch
+                    && committee.slot == duty.committee_index
+            })
+        };
+        standard
+            .filter(|committee| consistent(&committee.validators))
+            .or_else(|| swapped().filter(|committee| consistent(&committee.validators)))
+            .map(|committee| committee.validators.clone())
             .ok_or_else(|| {
-                format!("the beacon node has no committee {committee_index} at slot {slot}")
+                format!(
+                    "the beacon node has no committee {} at slot {} of length {} with validator {} at position {}",
+                    duty.committee_index,
+                    duty.slot,
+                    duty.committee_length,
+                    duty.validator_index,
+                    duty.position
+                )
             })
     }
 
@@ -212,7 +243,7 @@ impl AggregationContext {
         }
         let records = self
             .beacon
-            .post_state_validators(StateId::Head, &missing, &[])
+            .validators_by_ids(StateId::Head, &missing)
             .await
             .map_err(|error| error.to_string())?;
         let decoded: Vec<(ValidatorIndex, PublicKey)> = tokio::task::spawn_blocking(move || {
@@ -232,6 +263,91 @@ impl AggregationContext {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(decoded);
         Ok(())
+    }
+
+    /// The item must be the `AggregateAndProof` of a cluster aggregator with
+    /// the combined selection proof and the agreed aggregate (`agreed`: the
+    /// slot's decision, if the agreement decided).
+    fn check_aggregate_and_proof(
+        &self,
+        view: &ChainView,
+        fork: Option<ForkName>,
+        signed: &SignedAggregateAndProof,
+        agreed: Option<SlotAggregates>,
+    ) -> Result<CheckedAggregate, String> {
+        let message = &signed.message;
+        let slot = message.aggregate.data().slot;
+        let slot_fork = view.info.fork_at_slot(slot);
+        match fork {
+            Some(fork) if fork != slot_fork => {
+                return Err(format!(
+                    "slot {slot} is in {}, not in {} as Eth-Consensus-Version says",
+                    slot_fork.as_str(),
+                    fork.as_str()
+                ))
+            }
+            None if slot_fork >= ForkName::Electra => {
+                return Err(format!(
+                    "slot {slot} is in {}: post to /eth/v2/validator/aggregate_and_proofs",
+                    slot_fork.as_str()
+                ))
+            }
+            _ => {}
+        }
+        let duty = *self
+            .duties()
+            .of_index(message.aggregator_index, slot)
+            .ok_or_else(|| {
+                format!(
+                    "validator {} has no attester duty of this cluster at slot {slot}",
+                    message.aggregator_index
+                )
+            })?;
+        let combined = self
+            .store
+            .combined(&DutyKey::attestation(duty.validator, slot))
+            .ok_or_else(|| {
+                format!(
+                    "the cluster has no combined selection proof of validator {} at slot {slot}",
+                    duty.validator_index
+                )
+            })?;
+        if message.selection_proof.0 != combined.to_bytes() {
+            return Err(format!(
+                "the selection proof of validator {} at slot {slot} is not the cluster's combined one (a partial?)",
+                duty.validator_index
+            ));
+        }
+        if !is_aggregator(
+            duty.committee_length,
+            &combined.to_bytes(),
+            &view.info.spec.preset,
+        ) {
+            return Err(format!(
+                "validator {} does not aggregate at slot {slot}",
+                duty.validator_index
+            ));
+        }
+        let agreed = agreed.ok_or_else(|| {
+            format!("the cluster has not agreed on the aggregates of slot {slot}: ask aggregate_attestation first")
+        })?;
+        let expected = agreed.of_committee(duty.committee_index).ok_or_else(|| {
+            format!(
+                "the cluster agreed on no aggregate of committee {} at slot {slot}",
+                duty.committee_index
+            )
+        })?;
+        if message.aggregate != *expected {
+            return Err(format!(
+                "the aggregate of validator {} at slot {slot} is not the one the cluster agreed on",
+                duty.validator_index
+            ));
+        }
+        Ok(CheckedAggregate {
+            duty,
+            signing_root: view.info.aggregate_and_proof_signing_root(message),
+            signature: signed.signature.0,
+        })
     }
 
     /// Checks one committee's aggregate against the agreed data, the
@@ -344,13 +460,11 @@ async fn fetch_aggregates(
     slot: Slot,
 ) -> Result<SlotAggregates, String> {
     let view = context.chain.view()?;
-    let mut committees: Vec<CommitteeIndex> = context
-        .aggregators(&view, slot)
-        .iter()
-        .map(|(duty, _)| duty.committee_index)
-        .collect();
-    committees.sort_unstable();
-    committees.dedup();
+    // One duty per committee: the committee is checked against it.
+    let mut committees: BTreeMap<CommitteeIndex, ClusterAttesterDuty> = BTreeMap::new();
+    for (duty, _) in context.aggregators(&view, slot) {
+        committees.entry(duty.committee_index).or_insert(duty);
+    }
     if committees.is_empty() {
         return Err(format!(
             "no validator of the cluster aggregates at slot {slot}"
@@ -358,10 +472,8 @@ async fn fetch_aggregates(
     }
     let fork = view.info.fork_at_slot(slot);
     let mut aggregates = Vec::new();
-    for committee_index in committees {
-        let committee = context
-            .committee_members(&view, slot, committee_index)
-            .await?;
+    for (committee_index, duty) in committees {
+        let committee = context.committee_members(&view, &duty).await?;
         context.fetch_keys(&committee).await?;
         {
             let mut members = members.lock().unwrap_or_else(PoisonError::into_inner);
@@ -411,6 +523,10 @@ impl Proposals<SlotAggregates> for AggregateProposals {
     fn leader_seed(&self, slot: Slot) -> u64 {
         // Another first leader than the attestation data's of the same slot.
         slot.wrapping_add(1)
+    }
+
+    fn agreed_duties(&self, value: &SlotAggregates) -> Option<(&'static str, usize)> {
+        Some((super::publisher::AGGREGATE, value.aggregates.len()))
     }
 
     fn fetch(&self, slot: Slot) -> ValueFuture<SlotAggregates> {
@@ -613,81 +729,9 @@ impl Aggregator {
         fork: Option<ForkName>,
         signed: &SignedAggregateAndProof,
     ) -> Result<CheckedAggregate, String> {
-        let message = &signed.message;
-        let slot = message.aggregate.data().slot;
-        let slot_fork = view.info.fork_at_slot(slot);
-        match fork {
-            Some(fork) if fork != slot_fork => {
-                return Err(format!(
-                    "slot {slot} is in {}, not in {} as Eth-Consensus-Version says",
-                    slot_fork.as_str(),
-                    fork.as_str()
-                ))
-            }
-            None if slot_fork >= ForkName::Electra => {
-                return Err(format!(
-                    "slot {slot} is in {}: post to /eth/v2/validator/aggregate_and_proofs",
-                    slot_fork.as_str()
-                ))
-            }
-            _ => {}
-        }
-        let duty = *self
-            .context
-            .duties()
-            .of_index(message.aggregator_index, slot)
-            .ok_or_else(|| {
-                format!(
-                    "validator {} has no attester duty of this cluster at slot {slot}",
-                    message.aggregator_index
-                )
-            })?;
-        let combined = self
-            .context
-            .store
-            .combined(&DutyKey::attestation(duty.validator, slot))
-            .ok_or_else(|| {
-                format!(
-                    "the cluster has no combined selection proof of validator {} at slot {slot}",
-                    duty.validator_index
-                )
-            })?;
-        if message.selection_proof.0 != combined.to_bytes() {
-            return Err(format!(
-                "the selection proof of validator {} at slot {slot} is not the cluster's combined one (a partial?)",
-                duty.validator_index
-            ));
-        }
-        if !is_aggregator(
-            duty.committee_length,
-            &combined.to_bytes(),
-            &view.info.spec.preset,
-        ) {
-            return Err(format!(
-                "validator {} does not aggregate at slot {slot}",
-                duty.validator_index
-            ));
-        }
-        let agreed = self.agreement.decided(slot).ok_or_else(|| {
-            format!("the cluster has not agreed on the aggregates of slot {slot}: ask aggregate_attestation first")
-        })?;
-        let expected = agreed.of_committee(duty.committee_index).ok_or_else(|| {
-            format!(
-                "the cluster agreed on no aggregate of committee {} at slot {slot}",
-                duty.committee_index
-            )
-        })?;
-        if message.aggregate != *expected {
-            return Err(format!(
-                "the aggregate of validator {} at slot {slot} is not the one the cluster agreed on",
-                duty.validator_index
-            ));
-        }
-        Ok(CheckedAggregate {
-            duty,
-            signing_root: view.info.aggregate_and_proof_signing_root(message),
-            signature: signed.signature.0,
-        })
+        let slot = signed.message.aggregate.data().slot;
+        self.context
+            .check_aggregate_and_proof(view, fork, signed, self.agreement.decided(slot))
     }
 
     /// Verifies and stores the checked partials (forwarding new ones to the
@@ -809,6 +853,302 @@ impl DutyRoots for Aggregator {
                 .message(view, key)
                 .map(|message| view.info.aggregate_and_proof_signing_root(&message)),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::attestation::{AttestationPhase0, Bitfield};
+    use crate::api::ChainInfo;
+    use crate::cluster::{split_cluster, CreateConfig};
+    use crate::crypto::bls::aggregate_signatures;
+    use crate::crypto::interop::interop_secret_key;
+    use crate::middleware::attester::AgreedFuture;
+    use crate::middleware::store::StoreLimits;
+    use crate::spec::{ChainSpec, Checkpoint, Fork};
+
+    const SLOT: Slot = 9;
+    const COMMITTEE: CommitteeIndex = 1;
+    /// The committee's members, by registry index, in committee order.
+    const MEMBERS: [ValidatorIndex; 4] = [40, 12, 7, 33];
+
+    /// The agreement's decision, fixed (a test double of the agreement).
+    struct Agreed(AttestationData);
+
+    impl AgreedData for Agreed {
+        fn decided(&self, slot: Slot) -> Option<AttestationData> {
+            (slot == self.0.slot).then_some(self.0)
+        }
+
+        fn agree(&self, _slot: Slot) -> AgreedFuture {
+            let data = self.0;
+            Box::pin(async move { Ok(data) })
+        }
+    }
+
+    fn view() -> ChainView {
+        let spec = ChainSpec::minimal().with_genesis_fork(ForkName::Deneb);
+        let version = spec.genesis_fork_version();
+        ChainView {
+            info: ChainInfo {
+                spec,
+                genesis_time: 0,
+                genesis_validators_root: Root::repeat_byte(7),
+                fork: Fork {
+                    previous_version: version,
+                    current_version: version,
+                    epoch: 0,
+                },
+            },
+            validators: HashMap::new(),
+        }
+    }
+
+    /// The agreed data, as electra and the agreement carry it (index 0).
+    fn agreed() -> AttestationData {
+        AttestationData {
+            slot: SLOT,
+            index: 0,
+            beacon_block_root: Root::repeat_byte(1),
+            source: Checkpoint {
+                epoch: 0,
+                root: Root::repeat_byte(2),
+            },
+            target: Checkpoint {
+                epoch: 1,
+                root: Root::repeat_byte(3),
+            },
+        }
+    }
+
+    /// A context of one distributed validator (interop key 0), whose key
+    /// shares are returned beside it.
+    fn context_and_shares() -> (AggregationContext, BTreeMap<u64, crate::crypto::SecretKey>) {
+        let secrets = [interop_secret_key(0)];
+        let split = split_cluster(&CreateConfig::in_memory(4, Some(3)), &secrets).expect("cluster");
+        let lock = split.lock;
+        let context = AggregationContext::new(
+            BeaconNodeClient::new("http://127.0.0.1:9").expect("client"),
+            Arc::new(ChainState::new("a test")),
+            Arc::new(PartialStore::new(
+                &lock,
+                StoreLimits::for_slots_per_epoch(8),
+                SLOT,
+            )),
+            Arc::new(Agreed(agreed())),
+            Arc::new(RwLock::new(AttesterDuties::default())),
+        );
+        context.keys.lock().expect("keys").extend(
+            MEMBERS
+                .iter()
+                .map(|index| (*index, interop_secret_key(*index).public_key())),
+        );
+        let shares = split.shares.into_iter().next().expect("one validator");
+        (context, shares)
+    }
+
+    fn context() -> AggregationContext {
+        context_and_shares().0
+    }
+
+    /// The committee's aggregate of `data` signed by the members at
+    /// `positions` (each over `signed_data`'s root where given).
+    fn aggregate(
+        view: &ChainView,
+        data: AttestationData,
+        positions: &[usize],
+        signed_data: Option<AttestationData>,
+    ) -> Attestation {
+        let root = view
+            .info
+            .attestation_signing_root(&signed_data.unwrap_or(data));
+        let mut bits = Bitfield::zeros(MEMBERS.len());
+        let signatures: Vec<Signature> = positions
+            .iter()
+            .map(|position| {
+                bits.set(*position).expect("in the committee");
+                interop_secret_key(MEMBERS[*position]).sign(root.as_slice())
+            })
+            .collect();
+        let signature = if signatures.is_empty() {
+            SignatureBytes([0xc0; 96])
+        } else {
+            SignatureBytes(
+                aggregate_signatures(&signatures)
+                    .expect("aggregate")
+                    .to_bytes(),
+            )
+        };
+        Attestation::Phase0(AttestationPhase0 {
+            aggregation_bits: bits,
+            data,
+            signature,
+        })
+    }
+
+    fn check(context: &AggregationContext, aggregate: &Attestation) -> Result<(), String> {
+        context.check_aggregate(&view(), SLOT, COMMITTEE, aggregate, Some(&MEMBERS))
+    }
+
+    #[test]
+    fn a_proposed_aggregate_is_checked_against_data_committee_and_signature() {
+        let context = context();
+        let view = view();
+        let data = data_for_committee(&agreed(), COMMITTEE, ForkName::Deneb);
+        assert_eq!(
+            check(&context, &aggregate(&view, data, &[0, 2, 3], None)),
+            Ok(())
+        );
+
+        let refusals = [
+            (
+                aggregate(&view, data, &[0, 2, 3], Some(agreed())),
+                "does not verify against its 3 participants",
+            ),
+            (
+                aggregate(
+                    &view,
+                    AttestationData {
+                        beacon_block_root: Root::repeat_byte(9),
+                        ..data
+                    },
+                    &[0, 1],
+                    None,
+                ),
+                "is for other data than the agreed",
+            ),
+            (
+                aggregate(&view, AttestationData { index: 0, ..data }, &[0], None),
+                "names committee Some(0)",
+            ),
+            (aggregate(&view, data, &[], None), "has no participant"),
+        ];
+        for (aggregate, expected) in refusals {
+            let refused = check(&context, &aggregate).expect_err(expected);
+            assert!(
+                refused.contains(expected),
+                "{refused:?} should say {expected:?}"
+            );
+        }
+        let Attestation::Phase0(mut short) = aggregate(&view, data, &[1], None) else {
+            unreachable!("deneb aggregates are phase0 attestations");
+        };
+        short.aggregation_bits = Bitfield::with_bit(3, 1).expect("bit");
+        let refused = check(&context, &Attestation::Phase0(short)).expect_err("3 bits");
+        assert!(
+            refused.contains("has 3 bits, the committee 4 members"),
+            "{refused}"
+        );
+        let unknown = context.check_aggregate(
+            &view,
+            SLOT,
+            COMMITTEE,
+            &aggregate(&view, data, &[0], None),
+            None,
+        );
+        assert!(unknown
+            .expect_err("no committee")
+            .contains("is not known here"));
+    }
+
+    #[test]
+    fn an_aggregate_and_proof_needs_the_combined_proof_and_the_agreed_aggregate() {
+        let (context, shares) = context_and_shares();
+        let view = view();
+        let group = interop_secret_key(0).public_key();
+        // The distributed validator is member 12 at position 1 of the committee.
+        let duty = ClusterAttesterDuty {
+            validator: group,
+            validator_index: MEMBERS[1],
+            slot: SLOT,
+            committee_index: COMMITTEE,
+            committee_length: MEMBERS.len() as u64,
+            position: 1,
+        };
+        context
+            .duties
+            .write()
+            .expect("duties")
+            .set_epoch(1, vec![duty]);
+        let selection_root = view.info.selection_proof_signing_root(SLOT);
+        let partial = |share: u64| shares[&share].sign(selection_root.as_slice());
+        for share in 1..=3 {
+            let outcome = context.store.insert(
+                &DutyKey::attestation(group, SLOT),
+                Partial {
+                    share_index: share,
+                    signing_root: selection_root,
+                    signature: partial(share),
+                },
+                Source::Peer(share),
+            );
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        let combined = context
+            .store
+            .combined(&DutyKey::attestation(group, SLOT))
+            .expect("combined at the threshold");
+        let data = data_for_committee(&agreed(), COMMITTEE, ForkName::Deneb);
+        let agreed_aggregate = aggregate(&view, data, &[0, 2], None);
+        let decision = SlotAggregates {
+            slot: SLOT,
+            aggregates: vec![CommitteeAggregate {
+                committee_index: COMMITTEE,
+                aggregate: agreed_aggregate.clone(),
+            }],
+        };
+        let signed = |aggregator_index, aggregate: &Attestation, proof: &Signature| {
+            SignedAggregateAndProof {
+                message: AggregateAndProof {
+                    aggregator_index,
+                    aggregate: aggregate.clone(),
+                    selection_proof: SignatureBytes(proof.to_bytes()),
+                },
+                signature: SignatureBytes(partial(1).to_bytes()),
+            }
+        };
+        let check = |item: &SignedAggregateAndProof, agreed: Option<SlotAggregates>| {
+            context
+                .check_aggregate_and_proof(&view, None, item, agreed)
+                .map(|checked| checked.duty)
+        };
+        let good = signed(MEMBERS[1], &agreed_aggregate, &combined);
+        assert_eq!(check(&good, Some(decision.clone())), Ok(duty));
+
+        let refusals = [
+            (
+                signed(MEMBERS[1], &agreed_aggregate, &partial(1)),
+                Some(decision.clone()),
+                "is not the cluster's combined one",
+            ),
+            (
+                signed(
+                    MEMBERS[1],
+                    &aggregate(&view, data, &[0, 2, 3], None),
+                    &combined,
+                ),
+                Some(decision.clone()),
+                "is not the one the cluster agreed on",
+            ),
+            (
+                good.clone(),
+                None,
+                "has not agreed on the aggregates of slot 9",
+            ),
+            (
+                signed(MEMBERS[0], &agreed_aggregate, &combined),
+                Some(decision),
+                "validator 40 has no attester duty of this cluster at slot 9",
+            ),
+        ];
+        for (item, agreed, expected) in refusals {
+            let refused = check(&item, agreed).expect_err(expected);
+            assert!(
+                refused.contains(expected),
+                "{refused:?} should say {expected:?}"
+            );
         }
     }
 }

@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
-use super::metrics::Metrics;
+use super::metrics::{DutyEvent, Metrics};
 use super::peer::ItemOutcome;
 use super::peer_client::PeerClient;
 use crate::cluster::{ClusterLock, NodeIdentity};
@@ -66,6 +66,13 @@ pub trait Proposals<V>: Send + Sync {
     /// Whether a proposed `value` for `slot` is acceptable to this node;
     /// `own` is this node's own value, once fetched.
     fn check(&self, slot: Slot, value: &V, own: Option<&V>) -> Result<(), String>;
+
+    /// The duty label and the number of duties a decided `value` settles,
+    /// for `dv_duties_total{event="agreed"}`; `None` when the value is not
+    /// counted per duty (`dv_agreements_total` counts every decision).
+    fn agreed_duties(&self, _value: &V) -> Option<(&'static str, usize)> {
+        None
+    }
 }
 
 /// The cluster's BLS node keys as the agreement signs and verifies with them.
@@ -447,6 +454,9 @@ impl<V: Value> Agreement<V> {
         }
         if let Some(decision) = output.decision {
             self.metrics.agreement_decided(self.label(), decision.round);
+            if let Some((duty, count)) = self.proposals.agreed_duties(&decision.value) {
+                self.metrics.duty_event(duty, DutyEvent::Agreed, count);
+            }
             info!(
                 kind = self.label(),
                 slot,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::aggregator::Aggregator;
 use super::attester::{Attester, BuildError, BuiltAttestation};
@@ -221,6 +221,16 @@ impl Publisher {
         slots: &[Slot],
         result: Result<(), ClientError>,
     ) {
+        // Every operator's node publishes the same object; a beacon node
+        // that has it already (another operator's node shares it) took it.
+        let result = result.or_else(|error| {
+            if only_already_known(&error) {
+                debug!(duty, %error, "the beacon node knew it already");
+                Ok(())
+            } else {
+                Err(error)
+            }
+        });
         let refused: HashSet<usize> = match &result {
             Ok(()) => HashSet::new(),
             Err(ClientError::Status { failures, .. }) if !failures.is_empty() => {
@@ -287,5 +297,49 @@ fn fail_reason(error: &BuildError) -> FailReason {
     match error {
         BuildError::RootMismatch { .. } => FailReason::RootMismatch,
         BuildError::Missing(_) => FailReason::NothingToBuild,
+    }
+}
+
+/// Whether the beacon node refused only because it had every item already:
+/// each line of its message (but a "Multiple errors on ..." heading) names
+/// an `..._ALREADY_KNOWN` error, as Lodestar answers for attestations.
+fn only_already_known(error: &ClientError) -> bool {
+    let ClientError::Status { message, .. } = error else {
+        return false;
+    };
+    let mut reasons = message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("Multiple errors"))
+        .peekable();
+    reasons.peek().is_some() && reasons.all(|line| line.contains("ALREADY_KNOWN"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn already_known_refusals_are_taken_and_others_are_not() {
+        let status = |message: &str| ClientError::Status {
+            method: "POST",
+            url: "http://127.0.0.1/eth/v1/beacon/pool/attestations".into(),
+            status: 500,
+            message: message.into(),
+            failures: Vec::new(),
+        };
+        assert!(only_already_known(&status(
+            "Multiple errors on submitPoolAttestations\nATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN\nATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN"
+        )));
+        assert!(only_already_known(&status(
+            "ATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN"
+        )));
+        assert!(!only_already_known(&status(
+            "Multiple errors on submitPoolAttestations\nATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN\nATTESTATION_ERROR_INVALID_SIGNATURE"
+        )));
+        assert!(!only_already_known(&status(
+            "Multiple errors on submitPoolAttestations"
+        )));
+        assert!(!only_already_known(&status("")));
     }
 }
