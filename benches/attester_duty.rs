@@ -22,14 +22,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use dv_aggregator::api::attestation::SingleAttestation;
 use dv_aggregator::api::client::BeaconNodeClient;
-use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{AttesterDuty, SignatureBytes};
 use dv_aggregator::api::ChainInfo;
 use dv_aggregator::cluster::{split_cluster, CreateConfig, SplitCluster};
@@ -38,7 +36,7 @@ use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::devnet::chain::DevnetChain;
-use dv_aggregator::middleware::{Middleware, MiddlewareConfig, RetryPolicy, SlotSource};
+use dv_aggregator::middleware::{Middleware, SlotSource};
 use dv_aggregator::spec::time::{unix_now, SlotClock};
 use dv_aggregator::spec::{AttestationData, ChainSpec, ForkName, Root, Slot};
 use tokio::runtime::Runtime;
@@ -68,13 +66,6 @@ struct Bench {
     slot: Slot,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
 async fn sleep_until(moment: Duration) {
     tokio::time::sleep(moment.saturating_sub(unix_now())).await;
 }
@@ -99,7 +90,7 @@ impl Bench {
             node_keys,
         } = split_cluster(&config, &secrets).expect("cluster");
         for operator in &mut lock.operators {
-            operator.peer_address = Some(format!("127.0.0.1:{}", free_port()));
+            operator.peer_address = Some(format!("127.0.0.1:{}", common::free_port()));
         }
         let groups = lock.validators.iter().map(|v| v.pubkey).collect();
         let genesis_time = unix_now().as_secs() + 2;
@@ -108,35 +99,10 @@ impl Bench {
             let chain = DevnetChain::start(spec.clone(), FORK, VALIDATORS, genesis_time)
                 .await
                 .expect("chain");
-            let mut nodes = Vec::new();
-            for operator in 1..=OPERATORS {
-                let peer: SocketAddr = lock
-                    .operator(operator)
-                    .and_then(|o| o.peer_address.clone())
-                    .expect("peer address")
-                    .parse()
-                    .expect("address");
-                let node = Middleware::start(MiddlewareConfig {
-                    lock: lock.clone(),
-                    operator_index: operator,
-                    node_key: node_keys[(operator - 1) as usize].clone(),
-                    beacon_node: chain.url(),
-                    http_listen: "127.0.0.1:0".parse().expect("address"),
-                    peer_listen: peer,
-                    selection_timeout: None,
-                    peer_retry: RetryPolicy::default(),
-                    slot_source: SlotSource::WallClock,
-                    limits: Limits::default(),
-                })
-                .await
-                .expect("middleware");
-                nodes.push(node);
-            }
-            for node in &nodes {
-                while node.chain_view().is_err() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
+            let nodes = common::start_middlewares(&lock, &node_keys, &chain.url(), None, || {
+                SlotSource::WallClock
+            })
+            .await;
             let client = BeaconNodeClient::new(&chain.url()).expect("client");
             let info = ChainInfo::fetch(&client).await.expect("chain info");
             (chain, nodes, info)
@@ -411,17 +377,12 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| bench.cluster_slot()).sum())
     });
     group.finish();
-    let baseline = common::mean_ns("attester_duty_1000/pure_crypto");
-    let cluster = common::mean_ns("attester_duty_1000/first_request_to_last_accepted");
-    match (baseline, cluster) {
-        (Some(baseline), Some(cluster)) if baseline > 0.0 => println!(
-            "ratio first request to last accepted / pure crypto of the same work: {:.2} (cluster {:.1} ms, crypto {:.1} ms; target <= 1.5)",
-            cluster / baseline,
-            cluster / 1e6,
-            baseline / 1e6
-        ),
-        _ => println!("ratio: not measured"),
-    }
+    common::print_cost_ratio(
+        "first request to last accepted / pure crypto of the same work",
+        "attester_duty_1000/pure_crypto",
+        "attester_duty_1000/first_request_to_last_accepted",
+        1.5,
+    );
 }
 
 criterion_group!(benches, bench);

@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -29,7 +28,7 @@ use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
 use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
-use dv_aggregator::middleware::{Middleware, MiddlewareConfig, RetryPolicy, SlotSource, Source};
+use dv_aggregator::middleware::{Middleware, SlotSource, Source};
 use dv_aggregator::spec::{ChainSpec, ForkName, Root, Slot};
 use dv_aggregator::state::interop_genesis_state;
 use tokio::runtime::Runtime;
@@ -67,13 +66,6 @@ struct Duties {
     partials: BTreeMap<u64, Vec<Signature>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
 impl Bench {
     fn new() -> Bench {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,7 +86,7 @@ impl Bench {
             node_keys,
         } = split_cluster(&config, &secrets).expect("cluster");
         for operator in &mut lock.operators {
-            operator.peer_address = Some(format!("127.0.0.1:{}", free_port()));
+            operator.peer_address = Some(format!("127.0.0.1:{}", common::free_port()));
         }
         let validators: Vec<Validator> = (0..VALIDATORS)
             .zip(shares)
@@ -115,35 +107,14 @@ impl Bench {
             .await
             .expect("beacon node");
             let url = format!("http://{}", beacon.addr());
-            let mut nodes = Vec::new();
-            for operator in 1..=OPERATORS {
-                let peer: SocketAddr = lock
-                    .operator(operator)
-                    .and_then(|o| o.peer_address.clone())
-                    .expect("peer address")
-                    .parse()
-                    .expect("address");
-                let node = Middleware::start(MiddlewareConfig {
-                    lock: lock.clone(),
-                    operator_index: operator,
-                    node_key: node_keys[(operator - 1) as usize].clone(),
-                    beacon_node: url.clone(),
-                    http_listen: "127.0.0.1:0".parse().expect("address"),
-                    peer_listen: peer,
-                    selection_timeout: Some(Duration::from_secs(60)),
-                    peer_retry: RetryPolicy::default(),
-                    slot_source: SlotSource::Manual(slot.subscribe()),
-                    limits: Limits::default(),
-                })
-                .await
-                .expect("middleware");
-                nodes.push(node);
-            }
-            for node in &nodes {
-                while node.chain_view().is_err() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
+            let nodes = common::start_middlewares(
+                &lock,
+                &node_keys,
+                &url,
+                Some(Duration::from_secs(60)),
+                || SlotSource::Manual(slot.subscribe()),
+            )
+            .await;
             let chain = BeaconNodeClient::new(&url).expect("client");
             let chain = ChainInfo::fetch(&chain).await.expect("chain info");
             (beacon, nodes, chain)
@@ -396,17 +367,12 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| bench.cluster_epoch()).sum())
     });
     group.finish();
-    let baseline = common::mean_ns("middleware_cluster_1000/pure_crypto_4_nodes");
-    let cluster = common::mean_ns("middleware_cluster_1000/last_partial_to_last_answer");
-    match (baseline, cluster) {
-        (Some(baseline), Some(cluster)) if baseline > 0.0 => println!(
-            "ratio last partial to last answer / pure crypto of the same work: {:.2} (cluster {:.1} ms, crypto {:.1} ms; target <= 1.2)",
-            cluster / baseline,
-            cluster / 1e6,
-            baseline / 1e6
-        ),
-        _ => println!("ratio: not measured"),
-    }
+    common::print_cost_ratio(
+        "last partial to last answer / pure crypto of the same work",
+        "middleware_cluster_1000/pure_crypto_4_nodes",
+        "middleware_cluster_1000/last_partial_to_last_answer",
+        1.2,
+    );
 }
 
 criterion_group!(benches, bench);

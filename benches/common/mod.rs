@@ -91,3 +91,67 @@ pub fn fulu_state_with_validators<E: StatePreset>(
     state.inactivity_scores = VariableList::new(vec![0; count]).unwrap();
     state
 }
+
+/// Prints `ratio <label>: <candidate/baseline>` (how many times the
+/// baseline's time the candidate takes), with the target it should meet.
+pub fn print_cost_ratio(label: &str, baseline_id: &str, candidate_id: &str, target: f64) {
+    match (mean_ns(baseline_id), mean_ns(candidate_id)) {
+        (Some(baseline), Some(candidate)) if baseline > 0.0 => println!(
+            "ratio {label}: {:.2} ({candidate_id} {:.1} ms, {baseline_id} {:.1} ms; target <= {target})",
+            candidate / baseline,
+            candidate / 1e6,
+            baseline / 1e6
+        ),
+        _ => println!("ratio {label}: not measured (need both {baseline_id} and {candidate_id})"),
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// Starts one middleware per operator of `lock` (whose peer addresses are
+/// set) in front of `beacon_node`, and waits until each knows the chain.
+pub async fn start_middlewares(
+    lock: &dv_aggregator::cluster::ClusterLock,
+    node_keys: &[dv_aggregator::crypto::SecretKey],
+    beacon_node: &str,
+    selection_timeout: Option<std::time::Duration>,
+    slot_source: impl Fn() -> dv_aggregator::middleware::SlotSource,
+) -> Vec<dv_aggregator::middleware::Middleware> {
+    use dv_aggregator::middleware::{Middleware, MiddlewareConfig, RetryPolicy};
+    let mut nodes = Vec::new();
+    for (operator, node_key) in (1..).zip(node_keys) {
+        let peer_listen = lock
+            .operator(operator)
+            .and_then(|o| o.peer_address.clone())
+            .expect("peer address")
+            .parse()
+            .expect("address");
+        let node = Middleware::start(MiddlewareConfig {
+            lock: lock.clone(),
+            operator_index: operator,
+            node_key: node_key.clone(),
+            beacon_node: beacon_node.to_string(),
+            http_listen: "127.0.0.1:0".parse().expect("address"),
+            peer_listen,
+            selection_timeout,
+            peer_retry: RetryPolicy::default(),
+            slot_source: slot_source(),
+            limits: dv_aggregator::api::filters::Limits::default(),
+        })
+        .await
+        .expect("middleware");
+        nodes.push(node);
+    }
+    for node in &nodes {
+        while node.chain_view().is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    nodes
+}

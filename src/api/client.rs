@@ -954,16 +954,23 @@ mod tests {
             }
         });
         let validators = warp::path!("eth" / "v1" / "beacon" / "states" / "head" / "validators")
-            .and(warp::query::<std::collections::HashMap<String, String>>())
-            .map(|query: std::collections::HashMap<String, String>| {
+            .and(warp::query::raw())
+            .map(|query: String| {
+                // `id=a&id=b` or `id=a,b`, as the Beacon API allows both.
+                let ids: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                    .filter(|(key, _)| key == "id")
+                    .flat_map(|(_, value)| {
+                        value.split(',').map(str::to_string).collect::<Vec<_>>()
+                    })
+                    .collect();
                 let record = json!({
-                    "pubkey": query["id"].split(',').nth(1).unwrap_or_default(),
+                    "pubkey": ids.get(1).cloned().unwrap_or_default(),
                     "withdrawal_credentials": format!("0x{}", "00".repeat(32)),
                     "effective_balance": "32000000000", "slashed": false,
                     "activation_eligibility_epoch": "0", "activation_epoch": "0",
                     "exit_epoch": "18446744073709551615", "withdrawable_epoch": "18446744073709551615",
                 });
-                let index = query["id"].split(',').next().unwrap_or_default().to_string();
+                let index = ids.first().cloned().unwrap_or_default();
                 warp::reply::json(&json!({"data": [
                     {"index": index, "balance": "32000000000", "status": "active_ongoing", "validator": record}
                 ]}))
