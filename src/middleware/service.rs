@@ -421,6 +421,9 @@ impl Follower {
         let slot = self.current_slot(&view);
         self.store.set_current_slot(slot);
         self.agreement.set_current_slot(slot);
+        // Without it the aggregates agreement knows no instance until the
+        // next slot and refuses every peer message of this one.
+        self.aggregator.agreement().set_current_slot(slot);
         info!(
             slot,
             validators_known = view.validators.len(),
