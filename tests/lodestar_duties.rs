@@ -5,10 +5,11 @@
 //! four `dv-aggregator vc --distributed-mode` clients on 127.0.0.1.
 //!
 //! Over epochs 1 to 3 every attestation duty of the 16 is agreed, combined,
-//! published and accepted by Lodestar's API, and at least 10 of the 16 are
-//! included on chain in each epoch (the participation flags of the 16 in
-//! Lodestar's own state, read as SSZ from its debug endpoint and decoded by
-//! this project; see [`MIN_INCLUDED`] for the rest), and every aggregation
+//! published and accepted by Lodestar's API, and on chain with the right
+//! target wherever Lodestar's own validators of the same committee are (the
+//! participation flags in Lodestar's own state, read as SSZ from its debug
+//! endpoint and decoded by this project; see [`check_participation`] for
+//! why not everywhere), and every aggregation
 //! the undivided keys select yields an `AggregateAndProof` Lodestar
 //! accepts, and no other. Then operator 4 stops, and epochs 5 and 6 are
 //! attested and aggregated all the same. Participation is read for each
@@ -49,13 +50,8 @@ const SECONDS_PER_SLOT: u64 = 6;
 /// an epoch) with the right target. Source and head timeliness also depend
 /// on which block includes it, which is Lodestar's packing, not the cluster.
 const TIMELY_TARGET: u8 = 0b010;
-/// Distributed validators whose attestation of an epoch must be on chain.
-/// Not all 16: on this dev chain a few (the same ones in every run: the
-/// chain is deterministic) are accepted by Lodestar's API, aggregated and
-/// published, yet not included, or included late; why is not understood
-/// yet (see the closing note of the attester-duty issue). Every publish
-/// must still succeed (`check_published`). Seen: 12 to 16 per epoch.
-const MIN_INCLUDED: usize = 10;
+/// The genesis validators of the dev chain: 2 committees of 4 per slot.
+const GENESIS_VALIDATORS: u64 = 64;
 
 /// One operator: its middleware and validator client.
 struct Operator {
@@ -139,8 +135,8 @@ async fn wait_until(chain: &DevChain, slot: Slot, eighths: u64) {
     tokio::time::sleep(Duration::from_millis(at.saturating_sub(now))).await;
 }
 
-/// The participation flags of the distributed validators for `epoch`, read
-/// from Lodestar's head state while it is in the next epoch.
+/// The participation flags of every validator for `epoch`, read from
+/// Lodestar's head state while it is in the next epoch.
 async fn participation(node: &BeaconNodeClient, spec: &ChainSpec, epoch: Epoch) -> Vec<u8> {
     let ssz = node.debug_state_ssz(StateId::Head).await.unwrap();
     let state = decode_state(&ssz.bytes, spec, None).unwrap();
@@ -150,15 +146,21 @@ async fn participation(node: &BeaconNodeClient, spec: &ChainSpec, epoch: Epoch) 
         "the head state is not in epoch {}",
         epoch + 1
     );
-    let flags = state.previous_epoch_participation().unwrap();
-    flags[..DISTRIBUTED as usize].to_vec()
+    state.previous_epoch_participation().unwrap().to_vec()
 }
 
 /// Waits until six slots into `epoch + 1` (the head state's previous epoch
 /// is still `epoch`, and the last slot's attestations had six blocks to be
-/// included in)
-/// and checks that every distributed validator's attestation of `epoch` is
-/// on chain with the right target, in Lodestar's own state.
+/// included in) and checks, in Lodestar's own state, that each distributed
+/// validator's attestation of `epoch` is on chain with the right target
+/// wherever one of Lodestar's own validators of the same committee has it.
+///
+/// Not simply all 16: the distributed validators do not propose (no
+/// proposer duty here), so about a quarter of the slots are empty, and an
+/// attestation whose next blocks are missing can be included too late for
+/// its flags, or not at all. That costs Lodestar's own validators of the
+/// committee the same; a distributed validator behind them is the cluster's
+/// fault.
 async fn check_participation(
     chain: &DevChain,
     node: &BeaconNodeClient,
@@ -168,15 +170,43 @@ async fn check_participation(
 ) {
     wait_until(chain, (epoch + 1) * SLOTS_PER_EPOCH + 6, 4).await;
     let flags = participation(node, spec, epoch).await;
-    eprintln!("lodestar: epoch {epoch} ({when}): participation {flags:?}");
-    let included = flags
-        .iter()
-        .filter(|f| *f & TIMELY_TARGET == TIMELY_TARGET)
-        .count();
+    let indices: Vec<u64> = (0..GENESIS_VALIDATORS).collect();
+    let duties = node.attester_duties(epoch, &indices).await.unwrap().data;
+    let on_chain = |index: u64| flags[index as usize] & TIMELY_TARGET == TIMELY_TARGET;
+    let mut table = String::new();
+    let mut behind = Vec::new();
+    let mut compared = 0;
+    for duty in duties.iter().filter(|d| d.validator_index < DISTRIBUTED) {
+        let node_run: Vec<u64> = duties
+            .iter()
+            .filter(|d| {
+                d.validator_index >= DISTRIBUTED
+                    && (d.slot, d.committee_index) == (duty.slot, duty.committee_index)
+            })
+            .map(|d| d.validator_index)
+            .collect();
+        let node_flags: Vec<u8> = node_run.iter().map(|&i| flags[i as usize]).collect();
+        table.push_str(&format!(
+            "  validator {:>2} slot {:>2} committee {}: flags {:#05b}, Lodestar's validators {node_run:?} {node_flags:?}\n",
+            duty.validator_index, duty.slot, duty.committee_index, flags[duty.validator_index as usize]
+        ));
+        if node_run.iter().any(|&i| on_chain(i)) {
+            compared += 1;
+            if !on_chain(duty.validator_index) {
+                behind.push(duty.validator_index);
+            }
+        }
+    }
+    eprintln!("lodestar: epoch {epoch} ({when}):\n{table}");
     assert!(
-        included >= MIN_INCLUDED,
-        "epoch {epoch}: {included} of the distributed validators' attestations on chain, {when}: {flags:?}\n{}",
+        behind.is_empty(),
+        "epoch {epoch}, {when}: validators {behind:?} are not on chain where Lodestar's own validators of their committee are:\n{table}{}",
         chain.log_tail()
+    );
+    // Most committees are compared; an epoch where none is proves nothing.
+    assert!(
+        compared >= DISTRIBUTED / 2,
+        "epoch {epoch}: only {compared} compared\n{table}"
     );
 }
 
@@ -322,7 +352,7 @@ async fn distributed_validators_attest_and_aggregate_on_lodestar() {
 
 async fn attest_and_aggregate() {
     let Some(chain) = DevChain::start(DevChainOptions {
-        genesis_validators: 64,
+        genesis_validators: GENESIS_VALIDATORS,
         first_started: DISTRIBUTED,
         seconds_per_slot: SECONDS_PER_SLOT,
         ..DevChainOptions::default()
