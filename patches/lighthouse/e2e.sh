@@ -77,7 +77,7 @@ for i in 1 2 3 4; do
     > "$W/middleware-$i.log" 2>&1 &
   PIDS+=($!)
   $TOOLS vc-defs --keystores "$W/cluster/operator-$i/validator_keys" --out "$W/vc-$i/validators/validator_definitions.yml"
-  "$LIGHTHOUSE" --testnet-dir "$W/testnet" vc --datadir "$W/vc-$i" --validators-dir "$W/vc-$i/validators" \
+  "$LIGHTHOUSE" --testnet-dir "$W/testnet" vc --validators-dir "$W/vc-$i/validators" \
     --beacon-nodes "http://127.0.0.1:$MW_PORT" --distributed --init-slashing-protection \
     --suggested-fee-recipient 0x0000000000000000000000000000000000000001 --disable-auto-discover \
     --logfile "$W/vc-$i/vc.log" --logfile-debug-level debug --logfile-format JSON \

@@ -93,7 +93,7 @@ def cmd_testnet(args):
         for key, value in spec.items():
             # Hex values and strings are quoted so that YAML keeps them as they are.
             f.write(f"{key}: {json.dumps(value) if not str(value).isdigit() else value}\n")
-    with open(os.path.join(args.out, "deploy_block.txt"), "w") as f:
+    with open(os.path.join(args.out, "deposit_contract_block.txt"), "w") as f:
         f.write("0\n")
     print(f"testnet dir {args.out}: {len(spec)} config values, PRESET_BASE {spec.get('PRESET_BASE')}")
 
