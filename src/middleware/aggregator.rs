@@ -632,7 +632,9 @@ impl Aggregator {
         committee_index: Option<CommitteeIndex>,
         wait: Duration,
     ) -> Result<Attestation, ApiError> {
-        let view = self.view()?;
+        // Before the chain is known, say so rather than wait for an agreement
+        // that cannot start.
+        self.view()?;
         let agreed = match self.agreement.decided(slot) {
             Some(agreed) => agreed,
             None => tokio::time::timeout(wait, self.agreement.agree(slot))
@@ -647,7 +649,6 @@ impl Aggregator {
                     ApiError::NotReady(format!("no agreed aggregates for slot {slot}: {reason}"))
                 })?,
         };
-        let _ = view;
         agreed
             .aggregates
             .iter()
