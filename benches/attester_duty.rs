@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion};
 use dv_aggregator::api::attestation::SingleAttestation;
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::types::{AttesterDuty, SignatureBytes};
@@ -365,11 +365,7 @@ impl CryptoWork {
 fn bench(c: &mut Criterion) {
     let mut bench = Bench::new();
     let work = CryptoWork::new(&mut bench);
-    let mut group = c.benchmark_group("attester_duty_1000");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = common::slot_group(c, "attester_duty_1000");
     group.bench_function("pure_crypto", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| work.run()).sum())
     });

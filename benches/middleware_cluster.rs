@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion};
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{BeaconCommitteeSelection, SignatureBytes};
@@ -355,11 +355,7 @@ fn bench(c: &mut Criterion) {
         let duties = bench.next_duties();
         CryptoWork::new(&bench, &duties)
     };
-    let mut group = c.benchmark_group("middleware_cluster_1000");
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = common::slot_group(c, "middleware_cluster_1000");
     group.bench_function("pure_crypto_4_nodes", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| work.run_four()).sum())
     });

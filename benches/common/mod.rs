@@ -155,3 +155,17 @@ pub async fn start_middlewares(
     }
     nodes
 }
+
+/// A benchmark group for work of whole slots (seconds an iteration): ten
+/// flat samples over ten seconds, after a one-second warm-up.
+pub fn slot_group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.sampling_mode(criterion::SamplingMode::Flat);
+    group.warm_up_time(std::time::Duration::from_secs(1));
+    group.measurement_time(std::time::Duration::from_secs(10));
+    group
+}
