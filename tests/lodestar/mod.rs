@@ -99,6 +99,14 @@ impl DevChain {
         let log = File::create(&log_path).expect("Lodestar log file");
         let rest_url = format!("http://{rest_addr}");
         let mut command = Command::new(&binary);
+        // Lodestar reads every `LODESTAR_*` variable as a command-line option,
+        // so this harness's own (`LODESTAR_DIR`, `LODESTAR_BIN`) would make
+        // it refuse to start ("Unknown argument: dir").
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LODESTAR_") {
+                command.env_remove(name);
+            }
+        }
         command
             .args(dev_args(
                 &options,
