@@ -30,9 +30,8 @@ use dv_aggregator::api::attestation::SingleAttestation;
 use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::types::{AttesterDuty, SignatureBytes};
 use dv_aggregator::api::ChainInfo;
-use dv_aggregator::cluster::{split_cluster, CreateConfig, SplitCluster};
+use dv_aggregator::cluster::SplitCluster;
 use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
-use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::devnet::chain::DevnetChain;
@@ -79,19 +78,11 @@ impl Bench {
             .expect("runtime");
         let mut spec = ChainSpec::minimal().with_genesis_fork(FORK);
         spec.seconds_per_slot = SECONDS_PER_SLOT;
-        let secrets: Vec<SecretKey> = (0..VALIDATORS).map(interop_secret_key).collect();
-        let config = CreateConfig {
-            fork_version: spec.genesis_fork_version(),
-            ..CreateConfig::in_memory(OPERATORS, Some(THRESHOLD))
-        };
         let SplitCluster {
-            mut lock,
+            lock,
             shares,
             node_keys,
-        } = split_cluster(&config, &secrets).expect("cluster");
-        for operator in &mut lock.operators {
-            operator.peer_address = Some(format!("127.0.0.1:{}", common::free_port()));
-        }
+        } = common::interop_cluster(&spec, VALIDATORS, OPERATORS, THRESHOLD);
         let groups = lock.validators.iter().map(|v| v.pubkey).collect();
         let genesis_time = unix_now().as_secs() + 2;
         let clock = SlotClock::new(genesis_time, SECONDS_PER_SLOT).expect("clock");

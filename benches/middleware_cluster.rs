@@ -23,9 +23,8 @@ use dv_aggregator::api::filters::Limits;
 use dv_aggregator::api::types::{BeaconCommitteeSelection, SignatureBytes};
 use dv_aggregator::api::ChainInfo;
 use dv_aggregator::beacon::sidecar::{Sidecar, SidecarConfig, SidecarSource};
-use dv_aggregator::cluster::{split_cluster, CreateConfig, SplitCluster};
+use dv_aggregator::cluster::SplitCluster;
 use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
-use dv_aggregator::crypto::interop::interop_secret_key;
 use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::middleware::{Middleware, SlotSource, Source};
@@ -75,19 +74,11 @@ impl Bench {
             .expect("runtime");
         let spec = ChainSpec::minimal().with_genesis_fork(FORK);
         let state = interop_genesis_state(&spec, FORK, VALIDATORS + 24, 0).expect("genesis");
-        let secrets: Vec<SecretKey> = (0..VALIDATORS).map(interop_secret_key).collect();
-        let config = CreateConfig {
-            fork_version: spec.genesis_fork_version(),
-            ..CreateConfig::in_memory(OPERATORS, Some(THRESHOLD))
-        };
         let SplitCluster {
-            mut lock,
+            lock,
             shares,
             node_keys,
-        } = split_cluster(&config, &secrets).expect("cluster");
-        for operator in &mut lock.operators {
-            operator.peer_address = Some(format!("127.0.0.1:{}", common::free_port()));
-        }
+        } = common::interop_cluster(&spec, VALIDATORS, OPERATORS, THRESHOLD);
         let validators: Vec<Validator> = (0..VALIDATORS)
             .zip(shares)
             .map(|(index, shares)| Validator {

@@ -169,3 +169,26 @@ pub fn slot_group<'a>(
     group.measurement_time(std::time::Duration::from_secs(10));
     group
 }
+
+/// The interop keys `0..validators` split `threshold`-of-`operators` for a
+/// chain of `spec`, with every operator's peer address on a free loopback port.
+pub fn interop_cluster(
+    spec: &dv_aggregator::spec::ChainSpec,
+    validators: u64,
+    operators: u64,
+    threshold: u64,
+) -> dv_aggregator::cluster::SplitCluster {
+    use dv_aggregator::cluster::{split_cluster, CreateConfig};
+    let secrets: Vec<dv_aggregator::crypto::SecretKey> = (0..validators)
+        .map(dv_aggregator::crypto::interop::interop_secret_key)
+        .collect();
+    let config = CreateConfig {
+        fork_version: spec.genesis_fork_version(),
+        ..CreateConfig::in_memory(operators, Some(threshold))
+    };
+    let mut split = split_cluster(&config, &secrets).expect("cluster");
+    for operator in &mut split.lock.operators {
+        operator.peer_address = Some(format!("127.0.0.1:{}", free_port()));
+    }
+    split
+}
