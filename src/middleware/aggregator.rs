@@ -114,6 +114,9 @@ pub struct AggregationContext {
     pub duties: Arc<RwLock<AttesterDuties>>,
     /// Decompressed public keys of committee members, by registry index.
     keys: Mutex<HashMap<ValidatorIndex, PublicKey>>,
+    /// Members of the committees where the cluster aggregates, by (slot,
+    /// committee), loaded by [`AggregationContext::prepare`].
+    members: Mutex<BTreeMap<(Slot, CommitteeIndex), Vec<ValidatorIndex>>>,
 }
 
 impl AggregationContext {
@@ -132,7 +135,55 @@ impl AggregationContext {
             attestation_data,
             duties,
             keys: Mutex::new(HashMap::new()),
+            members: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Loads the members (and their keys) of every committee where one of
+    /// the cluster's validators aggregates at `slot`, unless loaded already,
+    /// and returns one aggregating duty per such committee. The follower
+    /// runs it ahead of the aggregates agreement, so that the agreement's
+    /// time-bounded fetch of this node's own value, when it is slow, does
+    /// not leave this node unable to check its peers' proposals.
+    pub async fn prepare(
+        &self,
+        slot: Slot,
+    ) -> Result<BTreeMap<CommitteeIndex, ClusterAttesterDuty>, String> {
+        let view = self.chain.view()?;
+        let mut committees: BTreeMap<CommitteeIndex, ClusterAttesterDuty> = BTreeMap::new();
+        for (duty, _) in self.aggregators(&view, slot) {
+            committees.entry(duty.committee_index).or_insert(duty);
+        }
+        if committees.is_empty() {
+            return Err(format!(
+                "no validator of the cluster aggregates at slot {slot}"
+            ));
+        }
+        for (committee_index, duty) in &committees {
+            if self.members_of(slot, *committee_index).is_some() {
+                continue;
+            }
+            let committee = self.committee_members(&view, duty).await?;
+            self.fetch_keys(&committee).await?;
+            let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.insert((slot, *committee_index), committee);
+            let keep_from = slot.saturating_sub(KEEP_MEMBERS_SLOTS);
+            *members = members.split_off(&(keep_from, 0));
+        }
+        Ok(committees)
+    }
+
+    /// The loaded members of `committee_index` at `slot`.
+    fn members_of(
+        &self,
+        slot: Slot,
+        committee_index: CommitteeIndex,
+    ) -> Option<Vec<ValidatorIndex>> {
+        self.members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(slot, committee_index))
+            .cloned()
     }
 
     fn duties(&self) -> std::sync::RwLockReadGuard<'_, AttesterDuties> {
@@ -429,9 +480,6 @@ impl AggregationContext {
     }
 }
 
-/// Committee members by (slot, committee), fetched for the checks.
-type Members = Arc<Mutex<BTreeMap<(Slot, CommitteeIndex), Vec<ValidatorIndex>>>>;
-
 /// Slots of committee members kept.
 const KEEP_MEMBERS_SLOTS: u64 = 64;
 
@@ -439,48 +487,26 @@ const KEEP_MEMBERS_SLOTS: u64 = 64;
 /// aggregate of each committee where the cluster aggregates.
 pub struct AggregateProposals {
     context: Arc<AggregationContext>,
-    members: Members,
 }
 
 impl AggregateProposals {
     /// Proposals over `context`.
     pub fn new(context: Arc<AggregationContext>) -> Self {
-        Self {
-            context,
-            members: Arc::new(Mutex::new(BTreeMap::new())),
-        }
+        Self { context }
     }
 }
 
-/// This node's value for `slot`: the members (and keys) of every committee
-/// where the cluster aggregates, and its beacon node's aggregate of each.
+/// This node's value for `slot`: its beacon node's aggregate of every
+/// committee where the cluster aggregates (whose members it loads first).
 async fn fetch_aggregates(
     context: Arc<AggregationContext>,
-    members: Members,
     slot: Slot,
 ) -> Result<SlotAggregates, String> {
+    let committees = context.prepare(slot).await?;
     let view = context.chain.view()?;
-    // One duty per committee: the committee is checked against it.
-    let mut committees: BTreeMap<CommitteeIndex, ClusterAttesterDuty> = BTreeMap::new();
-    for (duty, _) in context.aggregators(&view, slot) {
-        committees.entry(duty.committee_index).or_insert(duty);
-    }
-    if committees.is_empty() {
-        return Err(format!(
-            "no validator of the cluster aggregates at slot {slot}"
-        ));
-    }
     let fork = view.info.fork_at_slot(slot);
     let mut aggregates = Vec::new();
-    for (committee_index, duty) in committees {
-        let committee = context.committee_members(&view, &duty).await?;
-        context.fetch_keys(&committee).await?;
-        {
-            let mut members = members.lock().unwrap_or_else(PoisonError::into_inner);
-            members.insert((slot, committee_index), committee);
-            let keep_from = slot.saturating_sub(KEEP_MEMBERS_SLOTS);
-            *members = members.split_off(&(keep_from, 0));
-        }
+    for committee_index in committees.into_keys() {
         let data = context
             .agreed_data(&view, slot, committee_index)
             .ok_or_else(|| format!("no agreed attestation data for slot {slot}"))?;
@@ -530,11 +556,7 @@ impl Proposals<SlotAggregates> for AggregateProposals {
     }
 
     fn fetch(&self, slot: Slot) -> ValueFuture<SlotAggregates> {
-        Box::pin(fetch_aggregates(
-            Arc::clone(&self.context),
-            Arc::clone(&self.members),
-            slot,
-        ))
+        Box::pin(fetch_aggregates(Arc::clone(&self.context), slot))
     }
 
     fn check(
@@ -553,7 +575,6 @@ impl Proposals<SlotAggregates> for AggregateProposals {
         if value.aggregates.is_empty() || value.aggregates.len() > MAX_AGGREGATES {
             return Err(format!("{} aggregates proposed", value.aggregates.len()));
         }
-        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         let mut previous = None;
         for entry in &value.aggregates {
             if previous.is_some_and(|previous| previous >= entry.committee_index) {
@@ -565,9 +586,9 @@ impl Proposals<SlotAggregates> for AggregateProposals {
                 slot,
                 entry.committee_index,
                 &entry.aggregate,
-                members
-                    .get(&(slot, entry.committee_index))
-                    .map(Vec::as_slice),
+                self.context
+                    .members_of(slot, entry.committee_index)
+                    .as_deref(),
             )?;
         }
         Ok(())

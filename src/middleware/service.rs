@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use warp::Filter;
 
 use super::aggregator::{AggregateProposals, AggregationContext, Aggregator, SlotAggregates};
@@ -504,9 +504,17 @@ impl Follower {
         });
         let aggregator = Arc::clone(&self.aggregator);
         let chain = Arc::clone(&self.chain);
-        let delay = self.delay_into(slot, 7, 12);
+        let prepare_delay = self.delay_into(slot, 1, 3);
+        let start_at = tokio::time::Instant::now() + self.delay_into(slot, 7, 12);
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            // The committees' members and keys are loaded while the
+            // attestations are on their way, not within the agreement's
+            // bounded fetch of this node's aggregates.
+            tokio::time::sleep(prepare_delay).await;
+            if let Err(reason) = aggregator.context().prepare(slot).await {
+                debug!(slot, %reason, "no aggregation committees prepared");
+            }
+            tokio::time::sleep_until(start_at).await;
             let aggregates = chain
                 .view()
                 .is_ok_and(|view| !aggregator.context().aggregators(&view, slot).is_empty());
