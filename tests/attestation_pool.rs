@@ -936,11 +936,12 @@ async fn fulu_aggregates_are_taken_from_json_and_ssz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_and_item_counts_are_bounded() {
     let node = Node::start(ForkName::Deneb, HEAD).await;
-    // Minimal: at most MAX_COMMITTEES_PER_SLOT * TARGET_AGGREGATORS_PER_COMMITTEE = 64 aggregates.
-    let body = format!("[{}]", vec!["{}"; 65].join(",")).into_bytes();
+    // Every attester of a slot can aggregate: on minimal, at most
+    // MAX_COMMITTEES_PER_SLOT * MAX_VALIDATORS_PER_COMMITTEE = 8,192.
+    let body = format!("[{}]", vec!["{}"; 8_193].join(",")).into_bytes();
     let path = "/eth/v1/validator/aggregate_and_proofs";
     let reply = raw(&node, POST, path, None, body).await;
-    assert_reply(&reply, 400, "more than 64 items");
+    assert_reply(&reply, 400, "more than 8192 items");
     let path = "/eth/v1/beacon/pool/attestations";
     let mut huge = vec![b' '; 33 * 1024 * 1024];
     huge[0] = b'[';

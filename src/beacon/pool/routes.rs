@@ -615,12 +615,11 @@ fn submit_attestations(api: &PoolApi, head: &Head, body: &Body) -> Result<Respon
 
 fn submit_aggregates(api: &PoolApi, head: &Head, body: &Body) -> Result<Response, PoolApiError> {
     let preset = head.loaded.state.preset();
-    // The spec's list limit.
-    let max_items = usize_limit(
-        preset
-            .MAX_COMMITTEES_PER_SLOT
-            .saturating_mul(preset.TARGET_AGGREGATORS_PER_COMMITTEE),
-    );
+    // The Beacon API sets no limit. Selection is random, so committees times
+    // TARGET_AGGREGATORS_PER_COMMITTEE is only the expected count of a slot's
+    // aggregators; every attester of a slot can aggregate (all do where
+    // committees are no larger than that target), which bounds the request.
+    let max_items = usize_limit(electra_aggregation_bits_limit(preset));
     let electra = head.is_electra();
     let items = parse_items(
         body,
