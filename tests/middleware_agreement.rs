@@ -34,9 +34,11 @@ const SLOTS_PER_EPOCH: u64 = 8;
 const SLOT: Duration = Duration::from_secs(6);
 
 /// TEST DOUBLE of a node's beacon node for the agreement: it answers `own`
-/// (or fails when it is `None`) and checks proposals as the middleware does.
+/// from `ready_at` on (and fails before, or always when it is `None`), and
+/// checks proposals as the middleware does.
 struct FixedProposals {
     own: Option<AttestationData>,
+    ready_at: Instant,
 }
 
 impl Proposals<AttestationData> for FixedProposals {
@@ -45,8 +47,10 @@ impl Proposals<AttestationData> for FixedProposals {
     }
 
     fn fetch(&self, _slot: Slot) -> ValueFuture<AttestationData> {
-        let own = self.own;
-        Box::pin(async move { own.ok_or_else(|| "TEST DOUBLE beacon node is down".to_string()) })
+        let own = self.own.filter(|_| Instant::now() >= self.ready_at);
+        Box::pin(async move {
+            own.ok_or_else(|| "TEST DOUBLE beacon node has nothing (yet)".to_string())
+        })
     }
 
     fn check(
@@ -114,6 +118,15 @@ struct Cluster {
 }
 
 async fn cluster(owns: [Option<AttestationData>; 4], down: &[u64]) -> Cluster {
+    cluster_ready_at(owns, down, Instant::now()).await
+}
+
+/// As [`cluster`], with beacon nodes that have nothing before `ready_at`.
+async fn cluster_ready_at(
+    owns: [Option<AttestationData>; 4],
+    down: &[u64],
+    ready_at: Instant,
+) -> Cluster {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -146,7 +159,7 @@ async fn cluster(owns: [Option<AttestationData>; 4], down: &[u64]) -> Cluster {
         let config =
             Agreement::<AttestationData>::config(&lock, index, node_key, rounds()).unwrap();
         let agreement = Agreement::new(
-            Arc::new(FixedProposals { own }),
+            Arc::new(FixedProposals { own, ready_at }),
             config,
             rounds(),
             client,
@@ -277,6 +290,23 @@ async fn a_node_whose_beacon_node_is_down_still_agrees() {
     let (decisions, _) = cluster.agree(slot).await;
     assert_eq!(decisions.len(), 4);
     assert!(decisions.iter().all(|d| *d == decisions[0]));
+}
+
+#[tokio::test]
+async fn beacon_nodes_that_have_nothing_at_the_start_still_give_the_slot_a_value() {
+    // Like aggregates asked for before the beacon nodes pooled the
+    // attestations: no node has a value of its own when the agreement
+    // starts; each asks again while it runs, and a later round's leader
+    // proposes what its beacon node then has.
+    let slot = 45;
+    let owns = [1u8, 2, 3, 4].map(|head| Some(data(slot, head, 5)));
+    let cluster = cluster_ready_at(owns, &[], Instant::now() + SLOT / 5).await;
+    let (decisions, took) = cluster.agree(slot).await;
+    assert_eq!(decisions.len(), 4);
+    assert!(decisions.iter().all(|d| *d == decisions[0]));
+    let rounds = cluster.rounds_seen();
+    assert!(!rounds.contains("round=\"1\""), "{rounds}");
+    assert!(took < SLOT / 2, "took {took:?}; {rounds}");
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@
 //! node's own value from its beacon node ([`Proposals::fetch`], for at most
 //! half of the first round), which is what it proposes when it leads a
 //! round, and which its validity check compares every proposal with
-//! ([`Proposals::check`]); only then does the instance run. Messages for a
+//! ([`Proposals::check`]); only then does the instance run. A node whose
+//! beacon node had no value asks again every half first round while the
+//! instance runs, so that it has one to propose if a later round makes it
+//! the leader. Messages for a
 //! slot whose instance is not running yet are kept (bounded) until it does;
 //! those of slots outside the window around the current slot are refused.
 //!
@@ -292,22 +295,14 @@ impl<V: Value> Agreement<V> {
 
     async fn run(self: Arc<Self>, slot: Slot) {
         let fetch_for = (self.round_timeout)(1) / 2;
-        let own = match tokio::time::timeout(fetch_for, self.proposals.fetch(slot)).await {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(reason)) => {
-                warn!(kind = self.label(), slot, %reason, "no value of this node's own to propose; it can still agree on a peer's");
-                None
-            }
-            Err(_) => {
-                warn!(
-                    kind = self.label(),
-                    slot,
-                    ms = fetch_for.as_millis(),
-                    "the beacon node gave no value in time; this node can still agree on a peer's"
-                );
-                None
-            }
-        };
+        let own = self
+            .fetch_own(slot, fetch_for)
+            .await
+            .map_err(|reason| {
+                warn!(kind = self.label(), slot, %reason, "no value of this node's own to propose yet; it can still agree on a peer's, and asks again");
+            })
+            .ok();
+        let has_own = own.is_some();
         let now = unix_now();
         let (outputs, wake) = {
             let mut inner = self.lock();
@@ -340,7 +335,60 @@ impl<V: Value> Agreement<V> {
         for output in outputs {
             self.handle(slot, output);
         }
+        if !has_own {
+            let agreement = Arc::clone(&self);
+            tokio::spawn(async move { agreement.retry_own(slot, fetch_for).await });
+        }
         self.run_timer(slot, wake).await;
+    }
+
+    /// This node's own value of `slot`, or why its beacon node gave none
+    /// within `fetch_for`.
+    async fn fetch_own(&self, slot: Slot, fetch_for: Duration) -> Result<V, String> {
+        tokio::time::timeout(fetch_for, self.proposals.fetch(slot))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the beacon node gave no value within {} ms",
+                    fetch_for.as_millis()
+                ))
+            })
+    }
+
+    /// Asks the beacon node again, every `fetch_for`, while the instance
+    /// runs without this node's own value: a beacon node that had nothing at
+    /// the start (its aggregates not yet pooled, say) can still give this
+    /// node a value to propose when a later round makes it the leader.
+    async fn retry_own(self: Arc<Self>, slot: Slot, fetch_for: Duration) {
+        loop {
+            tokio::time::sleep(fetch_for).await;
+            let running = {
+                let inner = self.lock();
+                inner.slots.get(&slot).is_some_and(|state| {
+                    state.instance.is_some() && state.decided.borrow().is_none()
+                })
+            };
+            if !running {
+                return;
+            }
+            match self.fetch_own(slot, fetch_for).await {
+                Ok(own) => {
+                    debug!(
+                        kind = self.label(),
+                        slot, "this node's own value arrived late"
+                    );
+                    let now = unix_now();
+                    let output = self.with_instance(slot, |instance| instance.set_input(own, now));
+                    if let Some(output) = output {
+                        self.handle(slot, output);
+                    }
+                    return;
+                }
+                Err(reason) => {
+                    debug!(kind = self.label(), slot, %reason, "still no value of this node's own");
+                }
+            }
+        }
     }
 
     /// Ticks the instance at each deadline until it decides or stops.
