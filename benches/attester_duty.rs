@@ -25,214 +25,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::duty_cluster::{DutyCluster, OPERATORS, THRESHOLD};
 use criterion::{criterion_group, criterion_main, Criterion};
-use dv_aggregator::api::attestation::SingleAttestation;
-use dv_aggregator::api::client::BeaconNodeClient;
-use dv_aggregator::api::types::{AttesterDuty, SignatureBytes};
-use dv_aggregator::api::ChainInfo;
-use dv_aggregator::cluster::SplitCluster;
 use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
 use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
-use dv_aggregator::devnet::chain::DevnetChain;
-use dv_aggregator::middleware::{Middleware, SlotSource};
-use dv_aggregator::spec::time::{unix_now, SlotClock};
-use dv_aggregator::spec::{AttestationData, ChainSpec, ForkName, Root, Slot};
-use tokio::runtime::Runtime;
+use dv_aggregator::spec::{AttestationData, ChainSpec, Root};
 
-/// Every validator is a distributed validator: 1,000 attest in each slot.
+/// Four committees of 250 per slot on the minimal preset: 1,000 attest.
 const VALIDATORS: u64 = 8_000;
-const PER_SLOT: usize = 1_000;
-const OPERATORS: u64 = 4;
-const THRESHOLD: u64 = 3;
-const FORK: ForkName = ForkName::Fulu;
-/// Long enough for a slot's work on a loaded 2-core machine.
-const SECONDS_PER_SLOT: u64 = 6;
 
-/// The running cluster and what its validator clients sign with.
-struct Bench {
-    runtime: Runtime,
-    chain: DevnetChain,
-    _nodes: Vec<Middleware>,
-    clients: Vec<BeaconNodeClient>,
-    /// Key shares by operator, by validator index.
-    shares: Arc<Vec<BTreeMap<u64, SecretKey>>>,
-    groups: Vec<PublicKey>,
-    info: Arc<ChainInfo>,
-    clock: SlotClock,
-    /// Every validator's duty, by slot.
-    duties: BTreeMap<Slot, Vec<AttesterDuty>>,
-    slot: Slot,
-}
-
-async fn sleep_until(moment: Duration) {
-    tokio::time::sleep(moment.saturating_sub(unix_now())).await;
-}
-
-impl Bench {
-    fn new() -> Bench {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let mut spec = ChainSpec::minimal().with_genesis_fork(FORK);
-        spec.seconds_per_slot = SECONDS_PER_SLOT;
-        let SplitCluster {
-            lock,
-            shares,
-            node_keys,
-        } = common::interop_cluster(&spec, VALIDATORS, OPERATORS, THRESHOLD);
-        let groups = lock.validators.iter().map(|v| v.pubkey).collect();
-        let genesis_time = unix_now().as_secs() + 2;
-        let clock = SlotClock::new(genesis_time, SECONDS_PER_SLOT).expect("clock");
-        let (chain, nodes, info) = runtime.block_on(async {
-            let chain = DevnetChain::start(spec.clone(), FORK, VALIDATORS, genesis_time)
-                .await
-                .expect("chain");
-            let nodes = common::start_middlewares(&lock, &node_keys, &chain.url(), None, || {
-                SlotSource::WallClock
-            })
-            .await;
-            let client = BeaconNodeClient::new(&chain.url()).expect("client");
-            let info = ChainInfo::fetch(&client).await.expect("chain info");
-            (chain, nodes, info)
-        });
-        let clients = nodes
-            .iter()
-            .map(|node| {
-                BeaconNodeClient::new(&format!("http://{}", node.http_addr())).expect("client")
-            })
-            .collect();
-        Bench {
-            runtime,
-            chain,
-            _nodes: nodes,
-            clients,
-            shares: Arc::new(shares),
-            groups,
-            info: Arc::new(info),
-            clock,
-            duties: BTreeMap::new(),
-            slot: 0,
-        }
-    }
-
-    /// The duties of `slot`, fetched from the chain once per epoch.
-    fn duties_at(&mut self, slot: Slot) -> Vec<AttesterDuty> {
-        let slots_per_epoch = self.info.spec.preset.SLOTS_PER_EPOCH;
-        if !self.duties.contains_key(&slot) {
-            let epoch = slot / slots_per_epoch;
-            let client = BeaconNodeClient::new(&self.chain.url()).expect("client");
-            let indices: Vec<u64> = (0..VALIDATORS).collect();
-            let duties: Vec<AttesterDuty> = self.runtime.block_on(async {
-                let mut duties = Vec::new();
-                for chunk in indices.chunks(2_000) {
-                    duties.extend(
-                        client
-                            .attester_duties(epoch, chunk)
-                            .await
-                            .expect("duties")
-                            .data,
-                    );
-                }
-                duties
-            });
-            for duty in duties {
-                self.duties.entry(duty.slot).or_default().push(duty);
-            }
-        }
-        self.duties.get(&slot).cloned().unwrap_or_default()
-    }
-
-    /// One slot through the cluster: from the first request for the
-    /// attestation data to the last attestation the chain accepted.
-    fn cluster_slot(&mut self) -> Duration {
-        // The next slot that starts at least a second from now.
-        let now = self
-            .clock
-            .slot_at(unix_now() + Duration::from_secs(1))
-            .unwrap_or(0);
-        self.slot = self.slot.max(now) + 1;
-        let slot = self.slot;
-        let duties = self.duties_at(slot);
-        assert_eq!(duties.len(), PER_SLOT, "duties at slot {slot}");
-        let this = &*self;
-        this.runtime.block_on(async {
-            sleep_until(
-                this.clock
-                    .slot_start(slot)
-                    .saturating_sub(Duration::from_millis(500)),
-            )
-            .await;
-            this.chain.advance_to(slot).await.expect("advance");
-            sleep_until(this.clock.slot_start(slot)).await;
-            let started = Instant::now();
-            let duties = Arc::new(duties);
-            let clients: Vec<_> = (1..=OPERATORS)
-                .zip(&this.clients)
-                .map(|(operator, client)| {
-                    let (info, shares, duties) =
-                        (this.info.clone(), this.shares.clone(), duties.clone());
-                    async move {
-                        let data = client.attestation_data(slot, 0).await.expect("agreed data");
-                        // Each client signs on its own thread, as separate processes would.
-                        let signed = tokio::task::spawn_blocking(move || {
-                            sign(&info, &shares, operator, &duties, &data)
-                        })
-                        .await
-                        .expect("signer");
-                        client
-                            .post_attestations_v2(FORK, &signed)
-                            .await
-                            .expect("partials taken");
-                    }
-                })
-                .collect();
-            futures_util::future::join_all(clients).await;
-            let pool = this.chain.node().pool();
-            loop {
-                let accepted = pool
-                    .accepted_attestations()
-                    .iter()
-                    .filter(|a| a.slot == slot)
-                    .count();
-                if accepted >= PER_SLOT {
-                    break;
-                }
-                assert!(
-                    unix_now() < this.clock.slot_start(slot + 1),
-                    "slot {slot} ended with {accepted} of {PER_SLOT} attestations on the chain"
-                );
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            started.elapsed()
-        })
-    }
-}
-
-/// One operator's partial attestations of `duties` over `data`.
-fn sign(
-    info: &ChainInfo,
-    shares: &[BTreeMap<u64, SecretKey>],
-    operator: u64,
-    duties: &[AttesterDuty],
-    data: &AttestationData,
-) -> Vec<SingleAttestation> {
-    let root = info.attestation_signing_root(data);
-    duties
-        .iter()
-        .map(|duty| SingleAttestation {
-            committee_index: duty.committee_index,
-            attester_index: duty.validator_index,
-            data: *data,
-            signature: SignatureBytes(
-                shares[duty.validator_index as usize][&operator]
-                    .sign(root.as_slice())
-                    .to_bytes(),
-            ),
-        })
-        .collect()
+/// One slot through the cluster: from the first request for the
+/// attestation data to the last attestation the chain accepted.
+fn cluster_slot(cluster: &mut DutyCluster) -> Duration {
+    let (slot, duties) = cluster.next_slot(Duration::from_secs(1));
+    let cluster = &*cluster;
+    cluster.runtime.block_on(async {
+        cluster.enter_slot(slot).await;
+        let started = Instant::now();
+        cluster.attest(slot, &Arc::new(duties)).await;
+        started.elapsed()
+    })
 }
 
 /// The crypto of one slot's attester duty, without anything else.
@@ -246,7 +59,7 @@ struct CryptoWork {
 }
 
 impl CryptoWork {
-    fn new(bench: &mut Bench) -> Self {
+    fn new(bench: &mut DutyCluster) -> Self {
         let slot = bench.slot + 1;
         let data = AttestationData {
             slot,
@@ -354,14 +167,14 @@ impl CryptoWork {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut bench = Bench::new();
-    let work = CryptoWork::new(&mut bench);
+    let mut cluster = DutyCluster::start(ChainSpec::minimal(), VALIDATORS);
+    let work = CryptoWork::new(&mut cluster);
     let mut group = common::slot_group(c, "attester_duty_1000");
     group.bench_function("pure_crypto", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| work.run()).sum())
     });
     group.bench_function("first_request_to_last_accepted", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| bench.cluster_slot()).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| cluster_slot(&mut cluster)).sum())
     });
     group.finish();
     common::print_cost_ratio(

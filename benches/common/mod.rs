@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each bench uses the helpers it needs.
 
+pub mod duty_cluster;
+
 use std::path::PathBuf;
 
 /// Mean time in nanoseconds of the criterion benchmark `id` (as criterion names
