@@ -39,6 +39,9 @@ const SLOT: Duration = Duration::from_secs(6);
 struct FixedProposals {
     own: Option<AttestationData>,
     ready_at: Instant,
+    /// Prefer the offered value with the highest head root (standing in
+    /// for the aggregate with the most participants).
+    prefers_best: bool,
 }
 
 impl Proposals<AttestationData> for FixedProposals {
@@ -51,6 +54,28 @@ impl Proposals<AttestationData> for FixedProposals {
         Box::pin(async move {
             own.ok_or_else(|| "TEST DOUBLE beacon node has nothing (yet)".to_string())
         })
+    }
+
+    fn prefers_best(&self) -> bool {
+        self.prefers_best
+    }
+
+    fn improve(
+        &self,
+        slot: Slot,
+        own: AttestationData,
+        offers: Vec<AttestationData>,
+    ) -> AttestationData {
+        offers
+            .into_iter()
+            .filter(|offer| self.check(slot, offer, Some(&own)).is_ok())
+            .fold(own, |best, offer| {
+                if offer.beacon_block_root > best.beacon_block_root {
+                    offer
+                } else {
+                    best
+                }
+            })
     }
 
     fn check(
@@ -118,14 +143,16 @@ struct Cluster {
 }
 
 async fn cluster(owns: [Option<AttestationData>; 4], down: &[u64]) -> Cluster {
-    cluster_ready_at(owns, down, Instant::now()).await
+    cluster_with(owns, down, Instant::now(), false).await
 }
 
-/// As [`cluster`], with beacon nodes that have nothing before `ready_at`.
-async fn cluster_ready_at(
+/// As [`cluster`], with beacon nodes that have nothing before `ready_at`,
+/// and nodes that offer their values and prefer the best if `prefers_best`.
+async fn cluster_with(
     owns: [Option<AttestationData>; 4],
     down: &[u64],
     ready_at: Instant,
+    prefers_best: bool,
 ) -> Cluster {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -159,7 +186,11 @@ async fn cluster_ready_at(
         let config =
             Agreement::<AttestationData>::config(&lock, index, node_key, rounds()).unwrap();
         let agreement = Agreement::new(
-            Arc::new(FixedProposals { own, ready_at }),
+            Arc::new(FixedProposals {
+                own,
+                ready_at,
+                prefers_best,
+            }),
             config,
             rounds(),
             client,
@@ -300,13 +331,35 @@ async fn beacon_nodes_that_have_nothing_at_the_start_still_give_the_slot_a_value
     // proposes what its beacon node then has.
     let slot = 45;
     let owns = [1u8, 2, 3, 4].map(|head| Some(data(slot, head, 5)));
-    let cluster = cluster_ready_at(owns, &[], Instant::now() + SLOT / 5).await;
+    let cluster = cluster_with(owns, &[], Instant::now() + SLOT / 5, false).await;
     let (decisions, took) = cluster.agree(slot).await;
     assert_eq!(decisions.len(), 4);
     assert!(decisions.iter().all(|d| *d == decisions[0]));
     let rounds = cluster.rounds_seen();
     assert!(!rounds.contains("round=\"1\""), "{rounds}");
     assert!(took < SLOT / 2, "took {took:?}; {rounds}");
+}
+
+#[tokio::test]
+async fn a_kind_that_prefers_the_best_value_decides_the_best_offered_not_the_leaders() {
+    // As the aggregates agreement does: every node offers its own value, and
+    // the round-1 leader proposes the best valid one it got in time.
+    let slot = 50;
+    let leader = round_one_leader(slot);
+    let mut owns = [1u8, 2, 3, 4].map(|head| Some(data(slot, head, 5)));
+    let best = leader % 4 + 1;
+    owns[(best - 1) as usize] = Some(data(slot, 9, 5));
+    // A higher head with another source is not valid: never chosen.
+    let invalid = best % 4 + 1;
+    assert_ne!(invalid, leader);
+    owns[(invalid - 1) as usize] = Some(data(slot, 0xee, 4));
+    let cluster = cluster_with(owns, &[], Instant::now(), true).await;
+    let (decisions, took) = cluster.agree(slot).await;
+    assert!(decisions.iter().all(|d| *d == decisions[0]));
+    assert_eq!(decisions[0].beacon_block_root, Root::repeat_byte(9));
+    let rounds = cluster.rounds_seen();
+    assert!(rounds.contains("round=\"1\"} 1"), "{rounds}");
+    assert!(took < SLOT / 3, "took {took:?}");
 }
 
 #[tokio::test]

@@ -555,6 +555,67 @@ impl Proposals<SlotAggregates> for AggregateProposals {
         Some((super::publisher::AGGREGATE, value.aggregates.len()))
     }
 
+    fn prefers_best(&self) -> bool {
+        true
+    }
+
+    /// Per committee, the aggregate with the most participants among this
+    /// node's own and its peers' offers that pass the proposal checks
+    /// (this node's own first among equals).
+    fn improve(
+        &self,
+        slot: Slot,
+        own: SlotAggregates,
+        offers: Vec<SlotAggregates>,
+    ) -> SlotAggregates {
+        let Ok(view) = self.context.chain.view() else {
+            return own;
+        };
+        let mut best: BTreeMap<CommitteeIndex, Attestation> = BTreeMap::new();
+        let offered = offers
+            .into_iter()
+            .filter(|offer| offer.slot == slot)
+            .flat_map(|offer| offer.aggregates);
+        for entry in own.aggregates.iter().cloned().chain(offered) {
+            let participants = entry.aggregate.aggregation_bits().count_ones();
+            let better = best
+                .get(&entry.committee_index)
+                .is_none_or(|held| participants > held.aggregation_bits().count_ones());
+            if !better {
+                continue;
+            }
+            let members = self.context.members_of(slot, entry.committee_index);
+            match self.context.check_aggregate(
+                &view,
+                slot,
+                entry.committee_index,
+                &entry.aggregate,
+                members.as_deref(),
+            ) {
+                Ok(()) => {
+                    best.insert(entry.committee_index, entry.aggregate);
+                }
+                Err(reason) => {
+                    debug!(slot, committee_index = entry.committee_index, %reason, "an offered aggregate is not valid here")
+                }
+            }
+        }
+        if best.is_empty() {
+            return own;
+        }
+        SlotAggregates {
+            slot,
+            aggregates: best
+                .into_iter()
+                .take(MAX_AGGREGATES)
+                .map(|(committee_index, aggregate)| CommitteeAggregate {
+                    committee_index,
+                    aggregate,
+                })
+                .collect(),
+        }
+    }
+
     fn fetch(&self, slot: Slot) -> ValueFuture<SlotAggregates> {
         Box::pin(fetch_aggregates(Arc::clone(&self.context), slot))
     }
@@ -1073,6 +1134,45 @@ mod tests {
         assert!(unknown
             .expect_err("no committee")
             .contains("is not known here"));
+    }
+
+    #[test]
+    fn the_leader_proposes_the_valid_aggregate_with_the_most_participants() {
+        let context = Arc::new(context());
+        context.chain.set(view());
+        context
+            .members
+            .lock()
+            .expect("members")
+            .insert((SLOT, COMMITTEE), MEMBERS.to_vec());
+        let view = view();
+        let data = data_for_committee(&agreed(), COMMITTEE, ForkName::Deneb);
+        let value = |aggregate: Attestation| SlotAggregates {
+            slot: SLOT,
+            aggregates: vec![CommitteeAggregate {
+                committee_index: COMMITTEE,
+                aggregate,
+            }],
+        };
+        let own = value(aggregate(&view, data, &[0], None));
+        let larger = aggregate(&view, data, &[0, 2, 3], None);
+        // Every member, but signed over other data: not valid, not taken.
+        let forged = aggregate(&view, data, &[0, 1, 2, 3], Some(agreed()));
+        let proposals = AggregateProposals::new(Arc::clone(&context));
+        assert!(proposals.prefers_best());
+        let offers = vec![
+            value(forged.clone()),
+            value(larger.clone()),
+            value(aggregate(&view, data, &[1], None)),
+        ];
+        let best = proposals.improve(SLOT, own.clone(), offers);
+        assert_eq!(best, value(larger));
+        assert_eq!(proposals.check(SLOT, &best, Some(&own)), Ok(()));
+        // Without better offers, this node's own.
+        assert_eq!(
+            proposals.improve(SLOT, own.clone(), vec![value(forged)]),
+            own
+        );
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub trait Proposals<V>: Send + Sync {
     /// `own` is this node's own value, once fetched.
     fn check(&self, slot: Slot, value: &V, own: Option<&V>) -> Result<(), String>;
 
+    /// Whether this kind's nodes offer their own values to each other, so
+    /// that a round-1 leader proposes the best of them ([`Self::improve`])
+    /// rather than its own alone.
+    fn prefers_best(&self) -> bool {
+        false
+    }
+
+    /// What this node proposes given its `own` value and the values its
+    /// peers offered (not yet checked): `own` unless the kind prefers one.
+    fn improve(&self, _slot: Slot, own: V, _offers: Vec<V>) -> V {
+        own
+    }
+
     /// The duty label and the number of duties a decided `value` settles,
     /// for `dv_duties_total{event="agreed"}`; `None` when the value is not
     /// counted per duty (`dv_agreements_total` counts every decision).
@@ -125,6 +138,9 @@ struct SlotState<V: Value> {
     buffered: Vec<Message<V>>,
     decided: watch::Sender<Option<V>>,
     wake_timer: Arc<Notify>,
+    /// The own values peers offered, by operator (one each).
+    offers: BTreeMap<u64, V>,
+    offer_arrived: Arc<Notify>,
 }
 
 impl<V: Value> SlotState<V> {
@@ -135,8 +151,24 @@ impl<V: Value> SlotState<V> {
             buffered: Vec::new(),
             decided: watch::Sender::new(None),
             wake_timer: Arc::new(Notify::new()),
+            offers: BTreeMap::new(),
+            offer_arrived: Arc::new(Notify::new()),
         }
     }
+}
+
+/// A node's own value of an instance, offered to its peers (see
+/// [`Proposals::prefers_best`]); the peer request that carries it is
+/// authenticated by the sender's node key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Offer<V> {
+    offer: OfferBody<V>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OfferBody<V> {
+    instance: InstanceId,
+    value: V,
 }
 
 struct Inner<V: Value> {
@@ -302,9 +334,8 @@ impl<V: Value> Agreement<V> {
                 warn!(kind = self.label(), slot, %reason, "no value of this node's own to propose yet; it can still agree on a peer's, and asks again");
             })
             .ok();
-        let has_own = own.is_some();
         let now = unix_now();
-        let (outputs, wake) = {
+        let (outputs, wake, waits_for_offers) = {
             let mut inner = self.lock();
             if !in_window(inner.current_slot, slot) {
                 return;
@@ -325,21 +356,131 @@ impl<V: Value> Agreement<V> {
                 .into_iter()
                 .map(|message| instance.receive(message, now))
                 .collect();
-            if let Some(own) = own {
+            // A round-1 leader of a kind that prefers the best value waits
+            // for its peers' offers before it takes an input.
+            let waits_for_offers =
+                self.proposals.prefers_best() && instance.leader(1) == self.config.self_index();
+            if let Some(own) = own.clone().filter(|_| !waits_for_offers) {
                 outputs.push(instance.set_input(own, now));
             }
             state.instance = Some(instance);
-            (outputs, Arc::clone(&state.wake_timer))
+            (outputs, Arc::clone(&state.wake_timer), waits_for_offers)
         };
         debug!(kind = self.label(), slot, "agreement started");
         for output in outputs {
             self.handle(slot, output);
         }
-        if !has_own {
-            let agreement = Arc::clone(&self);
-            tokio::spawn(async move { agreement.retry_own(slot, fetch_for).await });
+        match own {
+            Some(own) => {
+                if self.proposals.prefers_best() {
+                    self.offer(slot, &own);
+                }
+                if waits_for_offers {
+                    let agreement = Arc::clone(&self);
+                    let wait = (self.round_timeout)(1) / 4;
+                    tokio::spawn(async move { agreement.propose_best(slot, own, wait).await });
+                }
+            }
+            None => {
+                let agreement = Arc::clone(&self);
+                tokio::spawn(async move { agreement.retry_own(slot, fetch_for).await });
+            }
         }
         self.run_timer(slot, wake).await;
+    }
+
+    /// Sends this node's own value of `slot` to every peer.
+    fn offer(self: &Arc<Self>, slot: Slot, own: &V) {
+        let offer = Offer {
+            offer: OfferBody {
+                instance: InstanceId::derive(self.proposals.label(), slot),
+                value: own.clone(),
+            },
+        };
+        let Ok(raw) = serde_json::value::to_raw_value(&offer) else {
+            return;
+        };
+        for peer in self.client.peer_indices() {
+            let (agreement, raws) = (Arc::clone(self), vec![raw.clone()]);
+            tokio::spawn(async move {
+                if let Err(error) = agreement.client.send_consensus(peer, &raws).await {
+                    debug!(kind = agreement.label(), peer, %error, "offer not delivered");
+                }
+            });
+        }
+    }
+
+    /// The round-1 leader's input: the best of `own` and its peers' offers,
+    /// once every peer offered or `wait` passed.
+    async fn propose_best(self: Arc<Self>, slot: Slot, own: V, wait: Duration) {
+        let Some(arrived) = self
+            .lock()
+            .slots
+            .get(&slot)
+            .map(|state| Arc::clone(&state.offer_arrived))
+        else {
+            return;
+        };
+        let peers = self.client.peer_indices().count();
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                // Registered before the count is read, so no offer is missed.
+                let notified = arrived.notified();
+                if self.offers(slot).len() >= peers {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        self.give_input(slot, own);
+    }
+
+    /// Sets this node's input of `slot`: `own`, or for a kind that prefers
+    /// the best value, the best of `own` and the offers so far.
+    fn give_input(self: &Arc<Self>, slot: Slot, own: V) {
+        let input = if self.proposals.prefers_best() {
+            let offers = self.offers(slot);
+            debug!(
+                kind = self.label(),
+                slot,
+                offers = offers.len(),
+                "input chosen from this node's value and its peers' offers"
+            );
+            self.proposals.improve(slot, own, offers)
+        } else {
+            own
+        };
+        let now = unix_now();
+        if let Some(output) = self.with_instance(slot, |instance| instance.set_input(input, now)) {
+            self.handle(slot, output);
+        }
+    }
+
+    /// The values peers offered for `slot`.
+    fn offers(&self, slot: Slot) -> Vec<V> {
+        self.lock()
+            .slots
+            .get(&slot)
+            .map(|state| state.offers.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Keeps a peer's offer (its first one for the instance).
+    fn take_offer(&self, from_operator: u64, offer: OfferBody<V>) -> Result<(), String> {
+        let mut inner = self.lock();
+        let slot = *inner.ids.get(&offer.instance).ok_or_else(|| {
+            format!(
+                "{} offer of operator {from_operator} names instance {:?}, not one of the slots around {}",
+                self.label(),
+                offer.instance,
+                inner.current_slot
+            )
+        })?;
+        let state = inner.slots.entry(slot).or_insert_with(SlotState::new);
+        state.offers.entry(from_operator).or_insert(offer.value);
+        state.offer_arrived.notify_waiters();
+        Ok(())
     }
 
     /// This node's own value of `slot`, or why its beacon node gave none
@@ -377,11 +518,10 @@ impl<V: Value> Agreement<V> {
                         kind = self.label(),
                         slot, "this node's own value arrived late"
                     );
-                    let now = unix_now();
-                    let output = self.with_instance(slot, |instance| instance.set_input(own, now));
-                    if let Some(output) = output {
-                        self.handle(slot, output);
+                    if self.proposals.prefers_best() {
+                        self.offer(slot, &own);
                     }
+                    self.give_input(slot, own);
                     return;
                 }
                 Err(reason) => {
@@ -425,9 +565,13 @@ impl<V: Value> Agreement<V> {
         let now = unix_now();
         let mut outcomes = Vec::with_capacity(messages.len());
         for raw in messages {
+            // QBFT messages are most of the traffic: tried first.
             let outcome = match Message::<V>::decode_json(raw.get().as_bytes()) {
                 Ok(message) => self.deliver(from_operator, message, now),
-                Err(error) => Err(error.to_string()),
+                Err(error) => match serde_json::from_str::<Offer<V>>(raw.get()) {
+                    Ok(offer) => self.take_offer(from_operator, offer.offer),
+                    Err(_) => Err(error.to_string()),
+                },
             };
             outcomes.push(match outcome {
                 Ok(()) => ItemOutcome::Accepted,
@@ -655,7 +799,16 @@ fn instance_of(raw: &RawValue) -> Result<InstanceId, String> {
     struct Envelope {
         signed: Signed,
     }
+    #[derive(serde::Deserialize)]
+    struct OfferEnvelope {
+        offer: Body,
+    }
     serde_json::from_str::<Envelope>(raw.get())
         .map(|envelope| envelope.signed.body.instance)
+        .or_else(|error| {
+            serde_json::from_str::<OfferEnvelope>(raw.get())
+                .map(|envelope| envelope.offer.instance)
+                .map_err(|_| error)
+        })
         .map_err(|error| format!("agreement message does not decode: {error}"))
 }
