@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::duty_cluster::{DutyCluster, FORK, OPERATORS, THRESHOLD};
+use common::duty_cluster::{on_operator_threads, DutyCluster, PartialsWork, FORK, OPERATORS};
 use criterion::{criterion_group, criterion_main, Criterion};
 use dv_aggregator::api::attestation::{
     AggregateAndProof, Attestation, AttestationElectra, Bitfield, SignedAggregateAndProof,
@@ -42,7 +42,6 @@ use dv_aggregator::api::types::{AttesterDuty, BeaconCommitteeSelection, Signatur
 use dv_aggregator::api::ChainInfo;
 use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
 use dv_aggregator::crypto::interop::interop_secret_key;
-use dv_aggregator::crypto::threshold::combine_signatures;
 use dv_aggregator::crypto::{aggregate_signatures, PublicKey, SecretKey, Signature};
 use dv_aggregator::spec::selection::is_aggregator;
 use dv_aggregator::spec::{AttestationData, ChainSpec, CommitteeIndex, Root, Slot};
@@ -257,11 +256,8 @@ struct CommitteeWork {
     aggregate: Signature,
 }
 
-/// One aggregation duty as the crypto sees it.
+/// What the chain checks of one aggregation duty besides its signature.
 struct DutyWork {
-    root: Root,
-    group: PublicKey,
-    shares: BTreeMap<u64, SecretKey>,
     selection_root: Root,
     selection_proof: Signature,
     committee: usize,
@@ -272,8 +268,8 @@ struct CryptoWork {
     committees: Vec<CommitteeWork>,
     attestation_root: Root,
     duties: Vec<DutyWork>,
-    /// Every operator's partials, encoded, in duty order.
-    partials: BTreeMap<u64, Vec<[u8; 96]>>,
+    /// The `AggregateAndProof` partials, in duty order.
+    partials: PartialsWork,
 }
 
 impl CryptoWork {
@@ -299,6 +295,7 @@ impl CryptoWork {
         }
         let mut committees = Vec::new();
         let mut work = Vec::new();
+        let mut signed = Vec::new();
         for members in by_committee.values_mut() {
             members.sort_by_key(|duty| duty.validator_committee_index);
             let keys: Vec<SecretKey> = members
@@ -322,10 +319,13 @@ impl CryptoWork {
                     aggregate: aggregate.clone(),
                     selection_proof: SignatureBytes(proof.to_bytes()),
                 };
+                let index = duty.validator_index as usize;
+                signed.push((
+                    info.aggregate_and_proof_signing_root(&message),
+                    cluster.groups[index],
+                    cluster.shares[index].clone(),
+                ));
                 work.push(DutyWork {
-                    root: info.aggregate_and_proof_signing_root(&message),
-                    group: cluster.groups[duty.validator_index as usize],
-                    shares: cluster.shares[duty.validator_index as usize].clone(),
                     selection_root,
                     selection_proof: proof,
                     committee,
@@ -336,20 +336,11 @@ impl CryptoWork {
                 aggregate: aggregate_signature,
             });
         }
-        let partials = (1..=OPERATORS)
-            .map(|operator| {
-                let signed = work
-                    .iter()
-                    .map(|duty| duty.shares[&operator].sign(duty.root.as_slice()).to_bytes())
-                    .collect();
-                (operator, signed)
-            })
-            .collect();
         CryptoWork {
             committees,
             attestation_root,
             duties: work,
-            partials,
+            partials: PartialsWork::new(signed),
         }
     }
 
@@ -362,59 +353,10 @@ impl CryptoWork {
     }
 
     /// One operator's share of the work: its node checks the agreed
-    /// aggregates; its client signs its partials; its node decodes and
-    /// batch-verifies everyone's, combines three per duty and
-    /// batch-verifies the combined.
+    /// aggregates, then the partials' work ([`PartialsWork::operator`]).
     fn operator(&self, operator: u64) -> Vec<Signature> {
         self.verify_aggregates();
-        for duty in &self.duties {
-            std::hint::black_box(duty.shares[&operator].sign(duty.root.as_slice()).to_bytes());
-        }
-        let mut received: BTreeMap<u64, Vec<Signature>> = BTreeMap::new();
-        for from in 1..=OPERATORS {
-            let decoded: Vec<Signature> = self.partials[&from]
-                .iter()
-                .map(|bytes| Signature::from_bytes(bytes).expect("a G2 point"))
-                .collect();
-            let publics: Vec<PublicKey> = self
-                .duties
-                .iter()
-                .map(|duty| duty.shares[&from].public_key())
-                .collect();
-            let sets: Vec<SignatureSet> = self
-                .duties
-                .iter()
-                .zip(&decoded)
-                .zip(&publics)
-                .map(|((duty, signature), pubkey)| SignatureSet {
-                    pubkey,
-                    message: duty.root.0,
-                    signature,
-                })
-                .collect();
-            assert!(verify_signature_sets(&sets));
-            received.insert(from, decoded);
-        }
-        let combined: Vec<Signature> = (0..self.duties.len())
-            .map(|n| {
-                let partials: Vec<(u64, Signature)> = (1..=THRESHOLD)
-                    .map(|from| (from, received[&from][n]))
-                    .collect();
-                combine_signatures(&partials, THRESHOLD).expect("combine")
-            })
-            .collect();
-        let sets: Vec<SignatureSet> = self
-            .duties
-            .iter()
-            .zip(&combined)
-            .map(|(duty, signature)| SignatureSet {
-                pubkey: &duty.group,
-                message: duty.root.0,
-                signature,
-            })
-            .collect();
-        assert!(verify_signature_sets(&sets));
-        combined
+        self.partials.operator(operator)
     }
 
     /// What the chain verifies of each published aggregate: the selection
@@ -424,17 +366,18 @@ impl CryptoWork {
         let sets: Vec<SignatureSet> = self
             .duties
             .iter()
+            .zip(self.partials.duties())
             .zip(combined)
-            .flat_map(|(duty, signature)| {
+            .flat_map(|((duty, (root, group)), signature)| {
                 [
                     SignatureSet {
-                        pubkey: &duty.group,
+                        pubkey: group,
                         message: duty.selection_root.0,
                         signature: &duty.selection_proof,
                     },
                     SignatureSet {
-                        pubkey: &duty.group,
-                        message: duty.root.0,
+                        pubkey: group,
+                        message: root.0,
                         signature,
                     },
                 ]
@@ -452,16 +395,7 @@ impl CryptoWork {
     /// The four operators at once, then the chain's verification.
     fn run(&self) -> Duration {
         let started = Instant::now();
-        let combined = std::thread::scope(|scope| {
-            let operators: Vec<_> = (1..=OPERATORS)
-                .map(|operator| scope.spawn(move || self.operator(operator)))
-                .collect();
-            operators
-                .into_iter()
-                .map(|operator| operator.join().expect("operator"))
-                .next_back()
-                .expect("four operators")
-        });
+        let combined = on_operator_threads(|operator| self.operator(operator));
         self.chain(&combined);
         started.elapsed()
     }
@@ -476,19 +410,15 @@ fn bench(c: &mut Criterion) {
         cluster.per_slot(),
         work.committees.len()
     );
-    let mut group = common::slot_group(c, "aggregation_duty_1024");
-    group.bench_function("pure_crypto", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| work.run()).sum())
-    });
-    group.bench_function("first_request_to_last_accepted", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| cluster_slot(&mut cluster)).sum())
-    });
-    group.finish();
-    common::print_cost_ratio(
-        "first aggregate request to last aggregate accepted / pure crypto of the same work",
-        "aggregation_duty_1024/pure_crypto",
-        "aggregation_duty_1024/first_request_to_last_accepted",
-        3.0,
+    common::duty_cluster::bench_against_crypto(
+        c,
+        "aggregation_duty_1024",
+        (
+            "first aggregate request to last aggregate accepted / pure crypto of the same work",
+            3.0,
+        ),
+        || work.run(),
+        || cluster_slot(&mut cluster),
     );
 }
 

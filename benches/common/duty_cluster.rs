@@ -14,11 +14,13 @@ use dv_aggregator::api::client::BeaconNodeClient;
 use dv_aggregator::api::types::{AttesterDuty, SignatureBytes};
 use dv_aggregator::api::ChainInfo;
 use dv_aggregator::cluster::SplitCluster;
-use dv_aggregator::crypto::{PublicKey, SecretKey};
+use dv_aggregator::crypto::batch::{verify_signature_sets, SignatureSet};
+use dv_aggregator::crypto::threshold::combine_signatures;
+use dv_aggregator::crypto::{PublicKey, SecretKey, Signature};
 use dv_aggregator::devnet::chain::DevnetChain;
 use dv_aggregator::middleware::{Middleware, SlotSource};
 use dv_aggregator::spec::time::{unix_now, SlotClock};
-use dv_aggregator::spec::{AttestationData, ChainSpec, ForkName, Slot};
+use dv_aggregator::spec::{AttestationData, ChainSpec, ForkName, Root, Slot};
 use tokio::runtime::Runtime;
 
 pub const OPERATORS: u64 = 4;
@@ -258,4 +260,142 @@ pub fn sign_attestations(
             ),
         })
         .collect()
+}
+
+/// The threshold crypto of a batch of duties alone, as the cluster does it:
+/// the baseline of the whole-duty benches.
+pub struct PartialsWork {
+    /// Each duty's signing root, group key and key shares.
+    duties: Vec<(Root, PublicKey, BTreeMap<u64, SecretKey>)>,
+    /// Every operator's partials, encoded, in duty order.
+    partials: BTreeMap<u64, Vec<[u8; 96]>>,
+    /// Every operator's public shares, in duty order.
+    publics: BTreeMap<u64, Vec<PublicKey>>,
+}
+
+impl PartialsWork {
+    /// The work of `duties` (signing root, group key, key shares), with
+    /// every operator's partials signed and public shares derived ahead.
+    pub fn new(duties: Vec<(Root, PublicKey, BTreeMap<u64, SecretKey>)>) -> Self {
+        let mut partials = BTreeMap::new();
+        let mut publics = BTreeMap::new();
+        for operator in 1..=OPERATORS {
+            let signed: Vec<[u8; 96]> = duties
+                .iter()
+                .map(|(root, _, shares)| shares[&operator].sign(root.as_slice()).to_bytes())
+                .collect();
+            partials.insert(operator, signed);
+            let keys: Vec<PublicKey> = duties
+                .iter()
+                .map(|(_, _, shares)| shares[&operator].public_key())
+                .collect();
+            publics.insert(operator, keys);
+        }
+        PartialsWork {
+            duties,
+            partials,
+            publics,
+        }
+    }
+
+    /// Each duty's signing root and group key.
+    pub fn duties(&self) -> impl Iterator<Item = (&Root, &PublicKey)> {
+        self.duties.iter().map(|(root, group, _)| (root, group))
+    }
+
+    /// One operator's share of the work: its client signs its partials; its
+    /// node decodes and batch-verifies everyone's, combines three per duty
+    /// and batch-verifies the combined.
+    pub fn operator(&self, operator: u64) -> Vec<Signature> {
+        for (root, _, shares) in &self.duties {
+            std::hint::black_box(shares[&operator].sign(root.as_slice()).to_bytes());
+        }
+        let mut received: BTreeMap<u64, Vec<Signature>> = BTreeMap::new();
+        for from in 1..=OPERATORS {
+            let decoded: Vec<Signature> = self.partials[&from]
+                .iter()
+                .map(|bytes| Signature::from_bytes(bytes).expect("a G2 point"))
+                .collect();
+            let sets: Vec<SignatureSet> = self
+                .duties
+                .iter()
+                .zip(&decoded)
+                .zip(&self.publics[&from])
+                .map(|(((root, _, _), signature), pubkey)| SignatureSet {
+                    pubkey,
+                    message: root.0,
+                    signature,
+                })
+                .collect();
+            assert!(verify_signature_sets(&sets));
+            received.insert(from, decoded);
+        }
+        let combined: Vec<Signature> = (0..self.duties.len())
+            .map(|n| {
+                let partials: Vec<(u64, Signature)> = (1..=THRESHOLD)
+                    .map(|from| (from, received[&from][n]))
+                    .collect();
+                combine_signatures(&partials, THRESHOLD).expect("combine")
+            })
+            .collect();
+        self.verify_combined(&combined);
+        combined
+    }
+
+    /// Batch-verifies `combined` (in duty order) against the group keys.
+    pub fn verify_combined(&self, combined: &[Signature]) {
+        let sets: Vec<SignatureSet> = self
+            .duties
+            .iter()
+            .zip(combined)
+            .map(|((root, group, _), signature)| SignatureSet {
+                pubkey: group,
+                message: root.0,
+                signature,
+            })
+            .collect();
+        assert!(verify_signature_sets(&sets));
+    }
+}
+
+/// Runs `work` for every operator at once, each on its own thread as the
+/// operators' machines would; the last operator's result.
+pub fn on_operator_threads<T: Send>(work: impl Fn(u64) -> T + Sync) -> T {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let operators: Vec<_> = (1..=OPERATORS)
+            .map(|operator| scope.spawn(move || work(operator)))
+            .collect();
+        operators
+            .into_iter()
+            .map(|operator| operator.join().expect("operator"))
+            .next_back()
+            .expect("four operators")
+    })
+}
+
+/// Measures, in the whole-slot group `name`, `crypto` (the baseline) and
+/// `cluster` (the duty through the cluster), each returning one
+/// iteration's time, and prints the cost ratio `label` with its `target`.
+pub fn bench_against_crypto(
+    c: &mut criterion::Criterion,
+    name: &str,
+    (label, target): (&str, f64),
+    mut crypto: impl FnMut() -> Duration,
+    mut cluster: impl FnMut() -> Duration,
+) {
+    let mut group = super::slot_group(c, name);
+    group.bench_function("pure_crypto", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| crypto()).sum())
+    });
+    group.bench_function("first_request_to_last_accepted", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| cluster()).sum())
+    });
+    group.finish();
+    super::print_cost_ratio(
+        label,
+        &format!("{name}/pure_crypto"),
+        &format!("{name}/first_request_to_last_accepted"),
+        target,
+    );
 }
