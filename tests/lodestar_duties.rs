@@ -137,14 +137,20 @@ async fn wait_until(chain: &DevChain, slot: Slot, eighths: u64) {
 
 /// The participation flags of every validator for `epoch`, read from
 /// Lodestar's head state while it is in the next epoch.
-async fn participation(node: &BeaconNodeClient, spec: &ChainSpec, epoch: Epoch) -> Vec<u8> {
+async fn participation(
+    chain: &DevChain,
+    node: &BeaconNodeClient,
+    spec: &ChainSpec,
+    epoch: Epoch,
+) -> Vec<u8> {
     let ssz = node.debug_state_ssz(StateId::Head).await.unwrap();
     let state = decode_state(&ssz.bytes, spec, None).unwrap();
     assert_eq!(
         state.slot() / SLOTS_PER_EPOCH,
         epoch + 1,
-        "the head state is not in epoch {}",
-        epoch + 1
+        "the head state is not in epoch {} (Lodestar stopped producing blocks?); its log:\n{}",
+        epoch + 1,
+        chain.log_tail()
     );
     state.previous_epoch_participation().unwrap().to_vec()
 }
@@ -169,7 +175,7 @@ async fn check_participation(
     when: &str,
 ) {
     wait_until(chain, (epoch + 1) * SLOTS_PER_EPOCH + 6, 4).await;
-    let flags = participation(node, spec, epoch).await;
+    let flags = participation(chain, node, spec, epoch).await;
     let indices: Vec<u64> = (0..GENESIS_VALIDATORS).collect();
     let duties = node.attester_duties(epoch, &indices).await.unwrap().data;
     let on_chain = |index: u64| flags[index as usize] & TIMELY_TARGET == TIMELY_TARGET;
@@ -350,15 +356,31 @@ async fn distributed_validators_attest_and_aggregate_on_lodestar() {
         .expect("the Lodestar duties test did not finish within 10 minutes");
 }
 
+/// The dev chain, started again once if it produced no block by slot 2
+/// (see [`DevChain::produces_blocks_by`]); `None` when Lodestar is missing
+/// outside CI.
+async fn producing_chain() -> Option<DevChain> {
+    for attempt in 1..=2 {
+        let chain = DevChain::start(DevChainOptions {
+            genesis_validators: GENESIS_VALIDATORS,
+            first_started: DISTRIBUTED,
+            seconds_per_slot: SECONDS_PER_SLOT,
+            ..DevChainOptions::default()
+        })
+        .await?;
+        if chain.produces_blocks_by(2).await {
+            return Some(chain);
+        }
+        eprintln!(
+            "lodestar: no block by slot 2 (start {attempt} of 2); its log:\n{}",
+            chain.log_tail()
+        );
+    }
+    panic!("Lodestar produced no block by slot 2 in two starts");
+}
+
 async fn attest_and_aggregate() {
-    let Some(chain) = DevChain::start(DevChainOptions {
-        genesis_validators: GENESIS_VALIDATORS,
-        first_started: DISTRIBUTED,
-        seconds_per_slot: SECONDS_PER_SLOT,
-        ..DevChainOptions::default()
-    })
-    .await
-    else {
+    let Some(chain) = producing_chain().await else {
         return;
     };
     let node = BeaconNodeClient::new(&chain.rest_url).unwrap();

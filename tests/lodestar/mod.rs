@@ -156,6 +156,25 @@ impl DevChain {
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
     }
+
+    /// Whether the node's head has left genesis half a slot into `slot`
+    /// (its own validators propose from slot 1). A dev node was once seen
+    /// to produce no block at all in its first epoch and then answer every
+    /// validator request with 503 "Node is syncing"; such a start is no
+    /// test of anything else.
+    pub async fn produces_blocks_by(&self, slot: u64) -> bool {
+        let seconds = self.options.seconds_per_slot;
+        let at = Duration::from_secs(self.genesis.genesis_time + slot * seconds)
+            + Duration::from_secs(seconds) / 2;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        tokio::time::sleep(at.saturating_sub(now)).await;
+        let node = dv_aggregator::api::BeaconNodeClient::new(&self.rest_url).expect("client");
+        node.node_syncing()
+            .await
+            .is_ok_and(|syncing| syncing.head_slot >= 1)
+    }
 }
 
 impl NodeProcess {
