@@ -9,8 +9,8 @@
 //! half of the first round), which is what it proposes when it leads a
 //! round, and which its validity check compares every proposal with
 //! ([`Proposals::check`]); only then does the instance run. A node whose
-//! beacon node had no value asks again every half first round while the
-//! instance runs, so that it has one to propose if a later round makes it
+//! beacon node had no value asks again every half first round, for about a
+//! slot, while the instance runs, so that it has one to propose if a later round makes it
 //! the leader. Messages for a
 //! slot whose instance is not running yet are kept (bounded) until it does;
 //! those of slots outside the window around the current slot are refused.
@@ -47,6 +47,8 @@ use crate::spec::Slot;
 const WINDOW_SLOTS: u64 = 4;
 /// Messages kept per slot whose instance has not started.
 const MAX_BUFFERED: usize = 256;
+/// How many times a node without its own value asks its beacon node again.
+const MAX_OWN_RETRIES: u32 = 16;
 /// Decided values kept behind the current slot (for late partials).
 const KEEP_DECIDED_SLOTS: u64 = 64;
 
@@ -496,12 +498,14 @@ impl<V: Value> Agreement<V> {
             })
     }
 
-    /// Asks the beacon node again, every `fetch_for`, while the instance
-    /// runs without this node's own value: a beacon node that had nothing at
+    /// Asks the beacon node again, every `fetch_for` (at most
+    /// [`MAX_OWN_RETRIES`] times), while the instance runs without this
+    /// node's own value: a beacon node that had nothing at
     /// the start (its aggregates not yet pooled, say) can still give this
     /// node a value to propose when a later round makes it the leader.
     async fn retry_own(self: Arc<Self>, slot: Slot, fetch_for: Duration) {
-        loop {
+        // Half a first round is a sixteenth of a slot: about a slot of asking.
+        for _ in 0..MAX_OWN_RETRIES {
             tokio::time::sleep(fetch_for).await;
             let running = {
                 let inner = self.lock();

@@ -504,12 +504,13 @@ impl Follower {
         });
         let aggregator = Arc::clone(&self.aggregator);
         let chain = Arc::clone(&self.chain);
-        let prepare_delay = self.delay_into(slot, 1, 3);
+        let prepare_delay = self.delay_into(slot, 1, 2);
         let start_at = tokio::time::Instant::now() + self.delay_into(slot, 7, 12);
         tokio::spawn(async move {
-            // The committees' members and keys are loaded while the
-            // attestations are on their way, not within the agreement's
-            // bounded fetch of this node's aggregates.
+            // The committees' members and keys are loaded at half the
+            // slot, after the attestations (whose publishing they would slow
+            // on a busy beacon node) and not within the agreement's bounded
+            // fetch of this node's aggregates.
             tokio::time::sleep(prepare_delay).await;
             if let Err(reason) = aggregator.context().prepare(slot).await {
                 debug!(slot, %reason, "no aggregation committees prepared");
