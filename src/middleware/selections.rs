@@ -20,9 +20,10 @@
 //! answer is only useful before the earliest of its duties' cut-offs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -112,6 +113,24 @@ enum Answer {
     Invalid(String),
 }
 
+/// One selection item a middleware answered its validator client, for an
+/// observer that judges the answers (the devnet with external clients,
+/// which cannot look inside those clients): the client decides on
+/// `combined` as the undivided key would on its own proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredSelection {
+    /// The validator the item named.
+    pub validator_index: ValidatorIndex,
+    /// The duty's slot.
+    pub slot: Slot,
+    /// Attestation or sync (with its subcommittee) selection.
+    pub kind: DutyKind,
+    /// The combined proof answered, or why the item got none.
+    pub combined: Result<Signature, String>,
+    /// From the request's arrival to its answer.
+    pub latency: Duration,
+}
+
 /// The VC-facing selection logic of one middleware node; shared by the routes.
 pub struct Selections {
     store: Arc<PartialStore>,
@@ -122,6 +141,8 @@ pub struct Selections {
     share_index: u64,
     /// The time a request may wait; `None` is a third of the chain's slot.
     timeout: Option<Duration>,
+    /// Who hears of every answered item ([`Selections::watch_answers`]).
+    watchers: Mutex<Vec<mpsc::UnboundedSender<Vec<AnsweredSelection>>>>,
 }
 
 impl Selections {
@@ -144,7 +165,56 @@ impl Selections {
             beacon,
             share_index,
             timeout,
+            watchers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A channel that receives every selection request's items as answered
+    /// (is_aggregator items with the combined proof its boolean was decided
+    /// on). Nothing is recorded while nobody watches.
+    pub fn watch_answers(&self) -> mpsc::UnboundedReceiver<Vec<AnsweredSelection>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sender);
+        receiver
+    }
+
+    /// Tells the watchers what the items of one request got.
+    fn tell_watchers(
+        &self,
+        duties: &[Option<(ValidatorIndex, DutyKind, Slot)>],
+        answers: &[Answer],
+        latency: Duration,
+    ) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        if watchers.is_empty() {
+            return;
+        }
+        let answered: Vec<AnsweredSelection> = duties
+            .iter()
+            .zip(answers)
+            .filter_map(|(duty, answer)| {
+                let (validator_index, kind, slot) = (*duty)?;
+                let combined = match answer {
+                    Answer::Combined(proof) => Ok(*proof),
+                    Answer::NotCombined => Err(format!(
+                        "fewer than {} partials by the request's deadline",
+                        self.store.threshold()
+                    )),
+                    Answer::Invalid(reason) => Err(reason.clone()),
+                };
+                Some(AnsweredSelection {
+                    validator_index,
+                    slot,
+                    kind,
+                    combined,
+                    latency,
+                })
+            })
+            .collect();
+        watchers.retain(|watcher| watcher.send(answered.clone()).is_ok());
     }
 
     /// The time a request may wait for its duties on the chain of `view`,
@@ -293,10 +363,15 @@ impl Selections {
             .iter()
             .map(|item| item.as_ref().map(T::duty).map_err(ToString::to_string))
             .collect();
-        let slots: Vec<Option<Slot>> = raw
+        let duties: Vec<Option<(ValidatorIndex, DutyKind, Slot)>> = raw
             .iter()
-            .map(|duty| duty.as_ref().ok().map(|d| d.slot))
+            .map(|duty| {
+                duty.as_ref()
+                    .ok()
+                    .map(|d| (d.validator_index, d.kind, d.slot))
+            })
             .collect();
+        let slots: Vec<Option<Slot>> = duties.iter().map(|d| d.map(|(_, _, slot)| slot)).collect();
         let started = Instant::now();
         let deadline = started + self.wait_for(view, &raw, unix_now());
         let local = LocalBatch {
@@ -316,6 +391,7 @@ impl Selections {
             .map(|answer| answer.unwrap_or(Answer::NotCombined))
             .collect();
         self.report(endpoint, &slots, &answers, started.elapsed());
+        self.tell_watchers(&duties, &answers, started.elapsed());
         if !answers.is_empty() && answers.iter().all(|a| matches!(a, Answer::Invalid(_))) {
             return Err(invalid_items(&answers));
         }

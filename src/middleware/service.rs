@@ -38,7 +38,7 @@ use super::peer_client::{PeerClient, PeerError, RetryPolicy};
 use super::peer_server::peer_routes;
 use super::publisher::Publisher;
 use super::routes::middleware_routes;
-use super::selections::Selections;
+use super::selections::{AnsweredSelection, Selections};
 use super::store::{PartialStore, StoreLimits};
 use crate::api::filters::{bind_server, Limits};
 use crate::api::{BeaconNodeClient, ClientError};
@@ -140,6 +140,7 @@ pub struct Middleware {
     store: Arc<PartialStore>,
     metrics: Arc<Metrics>,
     chain: Arc<ChainState>,
+    selections: Arc<Selections>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -292,7 +293,7 @@ impl Middleware {
             store: Arc::clone(&store),
             chain: Arc::clone(&chain),
             exchange,
-            selections,
+            selections: Arc::clone(&selections),
             agreement,
             aggregator,
             duties,
@@ -305,6 +306,7 @@ impl Middleware {
             store,
             metrics,
             chain,
+            selections,
             shutdown,
             servers: vec![tokio::spawn(peer_server), tokio::spawn(http_server)],
             background: vec![
@@ -312,6 +314,12 @@ impl Middleware {
                 tokio::spawn(publisher.run(combined)),
             ],
         })
+    }
+
+    /// Every selection item this node answers its validator client from
+    /// now on, per request ([`Selections::watch_answers`]).
+    pub fn watch_answers(&self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<AnsweredSelection>> {
+        self.selections.watch_answers()
     }
 
     /// Where the validator API listens.
