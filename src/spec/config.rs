@@ -479,6 +479,73 @@ fn check_size(text: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The consensus specs' values (`configs/mainnet.yaml`, `configs/minimal.yaml`)
+/// of the runtime configuration keys this crate does not model: the genesis
+/// rules, the eth1 deposit contract, churn and inactivity. A node that serves
+/// a spec it made itself (the devnet's) serves these beside
+/// [`ChainSpec::to_config_map`], since standard validator clients refuse a
+/// `config/spec` without them (Lighthouse needs every one to decode it).
+pub fn standard_config_values(preset: PresetName) -> ConfigMap {
+    let (genesis, delay, shard, follow, churn, quotient, chain, contract) = match preset {
+        PresetName::Mainnet => (
+            ("16384", "1606824000"),
+            "604800",
+            "256",
+            "2048",
+            ("4", "8"),
+            "65536",
+            "1",
+            "0x00000000219ab540356cBB839Cbe05303d7705Fa",
+        ),
+        PresetName::Minimal => (
+            ("64", "1578009600"),
+            "300",
+            "64",
+            "16",
+            ("2", "4"),
+            "32",
+            "5",
+            "0x1234567890123456789012345678901234567890",
+        ),
+    };
+    [
+        ("MIN_GENESIS_ACTIVE_VALIDATOR_COUNT", genesis.0),
+        ("MIN_GENESIS_TIME", genesis.1),
+        ("GENESIS_DELAY", delay),
+        ("SECONDS_PER_ETH1_BLOCK", "14"),
+        ("MIN_VALIDATOR_WITHDRAWABILITY_DELAY", "256"),
+        ("SHARD_COMMITTEE_PERIOD", shard),
+        ("ETH1_FOLLOW_DISTANCE", follow),
+        ("INACTIVITY_SCORE_BIAS", "4"),
+        ("INACTIVITY_SCORE_RECOVERY_RATE", "16"),
+        ("EJECTION_BALANCE", "16000000000"),
+        ("MIN_PER_EPOCH_CHURN_LIMIT", churn.0),
+        ("MAX_PER_EPOCH_ACTIVATION_CHURN_LIMIT", churn.1),
+        ("CHURN_LIMIT_QUOTIENT", quotient),
+        ("PROPOSER_SCORE_BOOST", "40"),
+        ("DEPOSIT_CHAIN_ID", chain),
+        ("DEPOSIT_NETWORK_ID", chain),
+        ("DEPOSIT_CONTRACT_ADDRESS", contract),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect()
+}
+
+/// A config map as a flat `config.yaml`: numbers bare, everything else in
+/// double quotes (so that YAML keeps `0x00000000` a string), sorted by key.
+pub fn config_yaml(map: &ConfigMap) -> String {
+    map.iter()
+        .map(|(key, value)| {
+            if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                format!("{key}: {value}\n")
+            } else {
+                format!("{key}: \"{value}\"\n")
+            }
+        })
+        .collect()
+}
+
 /// `config.yaml` is flat `KEY: value` with comments; parsing it as text keeps
 /// `0x00000000` a 4-byte version instead of the integer a YAML 1.2 parser sees.
 fn parse_config_yaml(text: &str) -> Result<ConfigMap, ConfigError> {
