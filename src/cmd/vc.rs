@@ -16,11 +16,11 @@ use dv_aggregator::vc::{load_keystores, SelectionEndpoint, SelectionStrategy, Vc
 
 use super::print_line;
 
-/// Run a validator client that selects aggregators for its keys: it fetches
+/// Run a validator client for its keys' attester duties: it fetches
 /// attester and sync duties every epoch, decides which of its validators
-/// aggregate, and posts the committee subscriptions that follow. It does not
-/// produce attestations or aggregates yet, but opens its slashing-protection
-/// database (in --data-dir) at start. `vc slashing-protection` imports and
+/// aggregate and posts the committee subscriptions that follow, then
+/// attests at a third of each slot and aggregates at two thirds, signing
+/// only what its slashing-protection database (in --data-dir) allows. `vc slashing-protection` imports and
 /// exports that database's history.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -100,9 +100,10 @@ struct VcRunArgs {
     /// validator middleware, which stands in front of the beacon node.
     #[arg(long, value_name = "URL", required = true)]
     beacon_node: String,
-    /// Directory of EIP-2335 keystores (*.json). In a distributed validator
-    /// these hold key shares (`cluster create` writes them to
-    /// operator-<i>/validator_keys).
+    /// Directory of EIP-2335 keystores: DIR/*.json, or one directory per
+    /// key holding voting-keystore.json (Lighthouse's layout, with
+    /// --secrets). In a distributed validator these hold key shares
+    /// (`cluster create` writes them to operator-<i>/validator_keys).
     #[arg(long, value_name = "DIR", required = true)]
     keystores: PathBuf,
     /// The client's data directory, created if missing. It holds the

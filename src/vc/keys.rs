@@ -153,9 +153,14 @@ impl fmt::Debug for ValidatorKey {
     }
 }
 
-/// Decrypts every keystore `dir/*.json` (sorted by file name) with its
-/// password: `secrets/0x<pubkey>` when `secrets` is given, else the `.txt`
-/// beside it. Refuses an empty directory and a key given twice.
+/// The keystore file in each key's directory of the
+/// `keystores/0x<pubkey>/voting-keystore.json` layout.
+pub const VOTING_KEYSTORE_FILE: &str = "voting-keystore.json";
+
+/// Decrypts every keystore `dir/*.json` and `dir/*/voting-keystore.json`
+/// (sorted by path) with its password: `secrets/0x<pubkey>` when `secrets`
+/// is given, else the `.txt` beside it. Refuses an empty directory and a key
+/// given twice.
 pub fn load_keystores(dir: &Path, secrets: Option<&Path>) -> Result<Vec<ValidatorKey>, KeysError> {
     let read_dir = |source| KeysError::ReadDir {
         dir: dir.to_owned(),
@@ -164,6 +169,12 @@ pub fn load_keystores(dir: &Path, secrets: Option<&Path>) -> Result<Vec<Validato
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_dir)? {
         let path = entry.map_err(read_dir)?.path();
+        // Lighthouse's and Teku's layout: one directory per key.
+        let path = if path.is_dir() {
+            path.join(VOTING_KEYSTORE_FILE)
+        } else {
+            path
+        };
         if path.extension().is_some_and(|ext| ext == "json") && path.is_file() {
             paths.push(path);
             if paths.len() > MAX_KEYSTORES {
@@ -322,6 +333,40 @@ mod tests {
             .to_string();
         assert!(error.contains("voting-keystore.json"), "{error}");
         assert!(!error.contains("battery"), "{error}");
+    }
+
+    #[test]
+    fn one_directory_per_key_is_read_with_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keystores, secrets) = (dir.path().join("keystores"), dir.path().join("secrets"));
+        std::fs::create_dir(&secrets).unwrap();
+        let mut expected = Vec::new();
+        for index in [3, 4] {
+            let key = interop_secret_key(index);
+            let name = key.public_key().to_string();
+            let key_dir = keystores.join(&name);
+            std::fs::create_dir_all(&key_dir).unwrap();
+            let password = format!("password {index}");
+            write_keystore_with_password(
+                &key,
+                &key_dir.join(VOTING_KEYSTORE_FILE),
+                Some(&password),
+                Kdf::INSECURE_FAST,
+            )
+            .unwrap();
+            std::fs::write(secrets.join(&name), &password).unwrap();
+            expected.push(key.public_key());
+        }
+        // A directory without a keystore is not a key.
+        std::fs::create_dir(keystores.join("notes")).unwrap();
+        let mut pubkeys: Vec<PublicKey> = load_keystores(&keystores, Some(&secrets))
+            .unwrap()
+            .iter()
+            .map(ValidatorKey::pubkey)
+            .collect();
+        pubkeys.sort_by_key(|key| key.to_string());
+        expected.sort_by_key(|key| key.to_string());
+        assert_eq!(pubkeys, expected);
     }
 
     #[test]
