@@ -66,6 +66,23 @@ pub struct DevnetArgs {
     /// duty with the others.
     #[arg(long = "operator-down", value_name = "I")]
     operators_down: Vec<u64>,
+    /// Run only the beacon node and the operators' middlewares, for
+    /// validator clients started outside the devnet (any standard client, in
+    /// its distributed mode). The devnet writes and prints, per operator, the
+    /// middleware URL to use as beacon node, the key shares as EIP-2335
+    /// keystores (password in <name>.txt) and as
+    /// keystores/0x<pubkey>/voting-keystore.json with secrets/0x<pubkey>,
+    /// and the cluster lock; and the chain's testnet directory
+    /// (config.yaml). Epoch 0 is for the clients to start; the --epochs
+    /// after it are judged from what the clients asked their middlewares,
+    /// their subscriptions and what the chain accepted. Use --data-dir to
+    /// keep the files.
+    #[arg(long, conflicts_with_all = ["clients_follow_clock", "selection_endpoint"])]
+    external_vcs: bool,
+    /// Seconds from the start to genesis (default 3, or 20 with
+    /// --external-vcs).
+    #[arg(long, value_name = "SECONDS")]
+    genesis_delay: Option<u64>,
 }
 
 fn parse_endpoint(text: &str) -> Result<SelectionEndpoint, String> {
@@ -89,6 +106,8 @@ pub fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         clients_follow_clock: args.clients_follow_clock,
         operators_down: args.operators_down,
+        external_vcs: args.external_vcs,
+        genesis_delay: args.genesis_delay.map(std::time::Duration::from_secs),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut stdout = std::io::stdout();

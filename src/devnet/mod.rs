@@ -15,18 +15,21 @@
 //! undivided key ([`truth`]) and reported ([`report`]).
 
 pub mod chain;
+pub mod external;
 pub mod report;
 pub mod truth;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use self::chain::{ChainError, DevnetChain};
+use self::external::ExternalSetup;
 use self::report::{table_header, DevnetReport, ReportBuilder};
 use self::truth::{ground_truth, TruthError};
 use crate::api::filters::Limits;
@@ -36,6 +39,7 @@ use crate::cluster::{
 };
 use crate::crypto::interop::interop_secret_key;
 use crate::crypto::keystore::Kdf;
+use crate::middleware::selections::AnsweredSelection;
 use crate::middleware::{Middleware, MiddlewareConfig, MiddlewareError, RetryPolicy, SlotSource};
 use crate::spec::time::{unix_now, SlotClock, SlotClockError};
 use crate::spec::{ChainSpec, ConfigError, ForkName, PresetName, Slot};
@@ -45,7 +49,10 @@ use crate::vc::{
 
 /// Time between starting the devnet and its genesis: room to start the
 /// beacon node, the middlewares and the validator clients.
-const GENESIS_DELAY: Duration = Duration::from_secs(3);
+pub const GENESIS_DELAY: Duration = Duration::from_secs(3);
+/// The same with external validator clients: room to read the printed set-up
+/// and start them.
+pub const EXTERNAL_GENESIS_DELAY: Duration = Duration::from_secs(20);
 
 /// Everything [`run`] needs; [`Default`] is the command's defaults.
 #[derive(Debug, Clone)]
@@ -79,6 +86,13 @@ pub struct DevnetConfig {
     /// Operators whose middleware and validator client are not started: the
     /// cluster must do every duty without them (at most n - t).
     pub operators_down: Vec<u64>,
+    /// Run the chain and the middlewares only, for validator clients started
+    /// outside the devnet ([`external`]); epoch 0 is theirs to start in, and
+    /// `epochs` epochs from epoch 1 are judged.
+    pub external_vcs: bool,
+    /// Time from the start to genesis; `None` is [`GENESIS_DELAY`], or
+    /// [`EXTERNAL_GENESIS_DELAY`] with external clients.
+    pub genesis_delay: Option<Duration>,
 }
 
 impl Default for DevnetConfig {
@@ -96,6 +110,8 @@ impl Default for DevnetConfig {
             data_dir: None,
             clients_follow_clock: false,
             operators_down: Vec::new(),
+            external_vcs: false,
+            genesis_delay: None,
         }
     }
 }
@@ -176,6 +192,12 @@ impl DevnetConfig {
                 self.seconds_per_slot
             ));
         }
+        if self
+            .genesis_delay
+            .is_some_and(|delay| delay > Duration::from_secs(600))
+        {
+            return bad("--genesis-delay must be at most 600 seconds".into());
+        }
         if self.fork == ForkName::Phase0 {
             return bad("the devnet needs a fork with sync committees (altair or later)".into());
         }
@@ -245,7 +267,12 @@ async fn run_in(
 ) -> Result<DevnetReport, DevnetError> {
     let spec = config.chain_spec()?;
     let lock = make_cluster(config, &spec, data_dir)?;
-    let genesis_time = unix_now().saturating_add(GENESIS_DELAY).as_secs();
+    let delay = config.genesis_delay.unwrap_or(if config.external_vcs {
+        EXTERNAL_GENESIS_DELAY
+    } else {
+        GENESIS_DELAY
+    });
+    let genesis_time = unix_now().saturating_add(delay).as_secs();
     let clock = SlotClock::new(genesis_time, spec.seconds_per_slot)?;
     let chain = Arc::new(
         DevnetChain::start(spec.clone(), config.fork, config.validators, genesis_time).await?,
@@ -253,10 +280,32 @@ async fn run_in(
     info!(url = %chain.url(), validators = config.validators, fork = %config.fork, "devnet beacon node started");
     let middlewares =
         start_middlewares(&lock, data_dir, &chain.url(), &config.operators_down).await?;
-    let vcs = start_vcs(config, &lock, data_dir, &middlewares).await?;
-    write_line(table, &banner(config, &lock, &spec));
-    write_line(table, &table_header());
     let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH.max(1);
+    let first_epoch = u64::from(config.external_vcs);
+    let (vcs, answers) = if config.external_vcs {
+        let answers = middlewares
+            .iter()
+            .map(|(operator, middleware)| (*operator, Mutex::new(middleware.watch_answers())))
+            .collect();
+        (Vec::new(), answers)
+    } else {
+        (
+            start_vcs(config, &lock, data_dir, &middlewares).await?,
+            Vec::new(),
+        )
+    };
+    write_line(table, &banner(config, &lock, &spec));
+    if config.external_vcs {
+        let addrs: Vec<(u64, SocketAddr)> = middlewares
+            .iter()
+            .map(|(operator, middleware)| (*operator, middleware.http_addr()))
+            .collect();
+        let setup = ExternalSetup::write(&spec, data_dir, &addrs, genesis_time, first_epoch)?;
+        for line in setup.describe(data_dir) {
+            write_line(table, &line);
+        }
+    }
+    write_line(table, &table_header());
     let run = Run {
         chain: &chain,
         clock,
@@ -264,8 +313,12 @@ async fn run_in(
             .iter()
             .map(|(operator, vc)| (*operator, vc.vc()))
             .collect(),
+        answers,
         distributed: (0..config.distributed_validators).collect(),
-        slots: config.epochs.saturating_mul(slots_per_epoch),
+        first_slot: first_epoch.saturating_mul(slots_per_epoch),
+        slots: first_epoch
+            .saturating_add(config.epochs)
+            .saturating_mul(slots_per_epoch),
         slots_per_epoch,
     };
     let running = config
@@ -273,9 +326,12 @@ async fn run_in(
         .saturating_sub(config.operators_down.len() as u64);
     let mut report = ReportBuilder::new(
         running,
-        config.selection_endpoint == SelectionEndpoint::Selections,
+        config.external_vcs || config.selection_endpoint == SelectionEndpoint::Selections,
     );
-    if config.clients_follow_clock {
+    if config.external_vcs {
+        report = report.with_external_clients(spec.preset.clone());
+    }
+    if config.clients_follow_clock || config.external_vcs {
         run.on_clock(&mut report, table).await?;
     } else {
         run.lock_step(&mut report, table).await?;
@@ -290,13 +346,23 @@ async fn run_in(
     Ok(report.finish(&subscriptions))
 }
 
+/// Selection items a middleware answered, as they come.
+type AnswerFeed = Mutex<mpsc::UnboundedReceiver<Vec<AnsweredSelection>>>;
+
 /// The running network, as the slot loop needs it.
 struct Run<'a> {
     chain: &'a Arc<DevnetChain>,
     clock: SlotClock,
-    /// Each running operator's client, by operator index.
+    /// Each running operator's client, by operator index (none with
+    /// external clients).
     vcs: Vec<(u64, Arc<Vc>)>,
+    /// With external clients: what each running operator's middleware
+    /// answered its client, by operator index.
+    answers: Vec<(u64, AnswerFeed)>,
     distributed: Vec<u64>,
+    /// The first slot judged.
+    first_slot: Slot,
+    /// The end of the run (exclusive).
     slots: Slot,
     slots_per_epoch: u64,
 }
@@ -349,7 +415,7 @@ impl Run<'_> {
         let _ticker = self.chain.follow_clock(self.clock);
         for slot in 0..=self.slots {
             wait_until(self.clock.slot_fraction(slot, 1, 2)).await;
-            if slot < self.slots && slot % self.slots_per_epoch == 0 {
+            if (self.first_slot..self.slots).contains(&slot) && slot % self.slots_per_epoch == 0 {
                 let epoch = slot / self.slots_per_epoch;
                 report.add_truths(ground_truth(
                     &*self.chain.loaded()?,
@@ -364,13 +430,25 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Takes every client's decisions, attestations and aggregates and what
-    /// the chain accepted, and prints the duties through `slot`.
+    /// Takes every client's decisions, attestations and aggregates (or what
+    /// the middlewares answered external clients) and what the chain
+    /// accepted, and prints the judged duties through `slot`.
     fn collect(&self, report: &mut ReportBuilder, slot: Slot, table: &mut (dyn Write + Send)) {
         for (operator, vc) in &self.vcs {
             report.add_decisions(*operator, vc.take_decisions());
             report.add_attestations(*operator, vc.take_attestations());
             report.add_aggregates(*operator, vc.take_aggregates());
+        }
+        for (operator, feed) in &self.answers {
+            let mut feed = feed.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Ok(answers) = feed.try_recv() {
+                // Before the first judged slot the clients were starting.
+                let judged = answers
+                    .into_iter()
+                    .filter(|answer| answer.slot >= self.first_slot)
+                    .collect();
+                report.add_answers(*operator, judged);
+            }
         }
         let pool = self.chain.node().pool();
         report.add_chain(

@@ -9,7 +9,7 @@ use crate::beacon::backend::LoadedState;
 use crate::crypto::interop::interop_secret_key;
 use crate::spec::selection::{is_aggregator, is_sync_committee_aggregator};
 use crate::spec::signing::{selection_proof_signing_root, sync_selection_proof_signing_root};
-use crate::spec::{CommitteeIndex, Epoch, Slot, ValidatorIndex};
+use crate::spec::{CommitteeIndex, Epoch, Preset, Slot, ValidatorIndex};
 use crate::state::BeaconState;
 
 /// Why the ground truth of an epoch cannot be computed.
@@ -64,6 +64,17 @@ pub struct Truth {
     pub committee: Option<(CommitteeIndex, u64)>,
     /// What the undivided key decides.
     pub is_aggregator: bool,
+}
+
+impl Truth {
+    /// What a client decides on `selection_proof` for this duty: the spec's
+    /// rule with the duty's committee length, or the sync rule.
+    pub fn decides(&self, selection_proof: &[u8; 96], preset: &Preset) -> bool {
+        match self.committee {
+            Some((_, committee_length)) => is_aggregator(committee_length, selection_proof, preset),
+            None => is_sync_committee_aggregator(selection_proof, preset),
+        }
+    }
 }
 
 /// The ground truth of `epoch` (the current epoch of the loaded state) for
