@@ -7,7 +7,12 @@
 //! - [`source`]: where the state comes from: a file, or an upstream node
 //!   followed epoch by epoch.
 //! - [`state_api`]: the read-only Beacon API that a state determines (genesis,
-//!   fork, validators, committees, duties, the SSZ state), served in `--state` mode.
+//!   fork, validators, committees, attester, sync and proposer duties, the SSZ
+//!   state), served in `--state` mode.
+//! - [`not_served`]: 501 with the reason for the validator-client routes a
+//!   single state without blocks cannot serve (block production and
+//!   publication, blocks by id, sync committee messages, registrations,
+//!   liveness), in `--state` mode.
 //! - [`subscriptions`]: the beacon and sync committee subscription endpoints
 //!   in `--state` mode, checked against the state and recorded in a bounded log.
 //! - [`proxy`]: the reverse proxy that forwards every request the sidecar does
@@ -17,6 +22,7 @@
 pub mod backend;
 pub mod events;
 pub mod head;
+pub mod not_served;
 pub mod pool;
 pub mod proxy;
 pub mod sidecar;

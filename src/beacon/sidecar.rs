@@ -9,7 +9,9 @@
 //! determines, the two subscription endpoints (accepted items in
 //! [`Sidecar::subscriptions`]), attestation data, the attestation pool and
 //! the aggregate endpoints (accepted items in [`Sidecar::pool`]) and the
-//! `head` event stream, with no upstream at all.
+//! `head` event stream, with no upstream at all; the validator-client routes
+//! a state without blocks cannot serve (block production and publication,
+//! sync committee messages, ...) answer 501 saying why.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use warp::Filter;
 
 use super::backend::{LoadedState, StateBackend};
 use super::events::event_routes;
+use super::not_served::empty_chain_not_implemented;
 use super::pool::routes::pool_routes;
 use super::pool::AttestationPool;
 use super::proxy::{proxy_filter, ProxyConfig, ProxyError};
@@ -144,6 +147,9 @@ impl Sidecar {
                     .or(pool_routes(Arc::clone(&backend), Arc::clone(&pool)))
                     .unify()
                     .or(event_routes(Arc::clone(&backend)))
+                    .unify()
+                    // Last: it answers only paths no route above serves.
+                    .or(empty_chain_not_implemented())
                     .unify();
                 bind(routes, config.listen).await?
             }

@@ -1,11 +1,17 @@
 //! The read-only Beacon API that a validator client needs and that one loaded
 //! state determines, as warp filters over a [`StateBackend`]: node version and
-//! sync status, genesis, `config/spec`, the state's fork, validators,
-//! committees, attester and sync duties, and the state itself as SSZ.
+//! sync status, genesis, `config/spec`, the state's fork, validators (all,
+//! filtered, or one by index or public key), committees, attester, sync and
+//! proposer duties, the state itself as SSZ, and an accepting
+//! `prepare_beacon_proposer` (the node never proposes, but validator clients
+//! post it every epoch).
 //!
 //! The node holds exactly one state, so a `{state_id}` names it only as
 //! `head`, its slot or its state root (and `genesis` when it is the genesis
-//! state); anything else is 404 naming what is served.
+//! state); anything else is 404 naming what is served. Proposer duties are
+//! served for the state's current and next epoch: with no blocks to come, the
+//! state determines both. The validator-client routes a chain without blocks
+//! cannot serve answer 501 from [`super::not_served`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,16 +26,18 @@ use warp::{Filter, Rejection, Reply};
 use super::backend::{LoadedState, StateBackend};
 use crate::api::types::{
     AttesterDuty, CommitteeData, DutiesResponse, ForkResponseData, GenericResponse, GenesisData,
-    PublicKeyBytes, StateId, StateResponse, SyncDuty, SyncingData, ValidatorData, ValidatorId,
-    ValidatorRecord, ValidatorStatus, VersionData,
+    ProposerDuty, PublicKeyBytes, StateId, StateResponse, SyncDuty, SyncingData, ValidatorData,
+    ValidatorId, ValidatorRecord, ValidatorStatus, VersionData,
 };
 use crate::api::BackendError;
 use crate::spec::config::{standard_config_values, ConfigMap};
+use crate::spec::hex::parse_hex_array;
 use crate::spec::{ChainSpec, Epoch, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
 use crate::state::committee_cache::CommitteeCache;
 use crate::state::{BeaconState, Validator};
 
-/// Most validator ids (or statuses) one validators query or duties request may name.
+/// Most validator ids (or statuses) one validators query or duties request
+/// may name, and most items of one `prepare_beacon_proposer` body.
 pub const MAX_IDS: usize = 65_536;
 /// Largest accepted request body: 65,536 quoted indices fit with room to spare.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -65,6 +73,22 @@ pub enum StateApiError {
     /// 400: the body is not what the endpoint accepts.
     #[error("invalid request body: {0}")]
     BadBody(String),
+    /// 404: a single-validator query names a validator the state does not have.
+    #[error("validator not found: {id}; the state has {count} validators")]
+    ValidatorNotFound {
+        /// The validator id as given (an index or a `0x` public key).
+        id: String,
+        /// Size of the registry.
+        count: usize,
+    },
+    /// 400: one item of a list body is malformed.
+    #[error("invalid item {index} of the request body: {reason}")]
+    BadItem {
+        /// Position of the item in the body's array.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// 400: a duties request names a validator the registry does not have.
     #[error("unknown validator index {index}: the state has {count} validators")]
     UnknownValidator {
@@ -100,9 +124,12 @@ impl StateApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             StateApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            StateApiError::StateNotFound { .. } => StatusCode::NOT_FOUND,
+            StateApiError::StateNotFound { .. } | StateApiError::ValidatorNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             StateApiError::BadValue { .. }
             | StateApiError::BadBody(_)
+            | StateApiError::BadItem { .. }
             | StateApiError::UnknownValidator { .. }
             | StateApiError::TooMany { .. } => StatusCode::BAD_REQUEST,
             StateApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,10 +162,15 @@ impl From<BackendError> for StateApiError {
     }
 }
 
-/// One loaded state with its SSZ (for the debug endpoint), encoded on first use.
+/// One loaded state with its SSZ (for the debug endpoint) and the proposers
+/// of its current and next epoch, each computed on first use.
 struct StateView {
     loaded: Arc<LoadedState>,
     ssz: OnceLock<Bytes>,
+    /// Drawn proposers of the current (0) and next (1) epoch, for states
+    /// without fulu's `proposer_lookahead`: validator clients ask every slot,
+    /// and a draw over a mainnet registry costs tens of milliseconds.
+    proposers: [OnceLock<Result<Vec<ValidatorIndex>, StateApiError>>; 2],
 }
 
 impl StateView {
@@ -177,6 +209,7 @@ impl StateApi {
         let view = Arc::new(StateView {
             loaded,
             ssz: OnceLock::new(),
+            proposers: Default::default(),
         });
         *cached = Some(Arc::clone(&view));
         Ok(view)
@@ -225,11 +258,18 @@ pub fn served_config(spec: &ChainSpec) -> ConfigMap {
 /// - `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`
 /// - `GET /eth/v1/beacon/states/{state_id}/fork`
 /// - `GET|POST /eth/v1/beacon/states/{state_id}/validators`
+/// - `GET /eth/v1/beacon/states/{state_id}/validators/{validator_id}` (an
+///   index or a `0x` public key; 404 when the state has no such validator)
 /// - `GET /eth/v1/beacon/states/{state_id}/committees`
 /// - `POST /eth/v1/validator/duties/attester/{epoch}`, `.../duties/sync/{epoch}`
+/// - `GET /eth/v1/validator/duties/proposer/{epoch}` (the state's current
+///   and next epoch)
+/// - `POST /eth/v1/validator/prepare_beacon_proposer` (checked, then
+///   accepted with an empty 200: this node never proposes)
 /// - `GET /eth/v2/debug/beacon/states/{state_id}` (SSZ only)
 ///
-/// Other paths are rejected as not found, for the server's own routes or
+/// Other paths are rejected as not found, for the server's own routes,
+/// [`super::not_served::empty_chain_not_implemented`] or
 /// `api::filters::recover` to answer.
 pub fn state_api_routes(
     backend: Arc<StateBackend>,
@@ -300,6 +340,20 @@ pub fn state_api_routes(
                 })
             },
         );
+    let validator_one =
+        warp::path!("eth" / "v1" / "beacon" / "states" / String / "validators" / String)
+            .and(warp::get())
+            .and(with_api.clone())
+            .then(
+                |state_id: String, validator_id: String, api: Arc<StateApi>| {
+                    answer(api, move |api| {
+                        let id: ValidatorId = validator_id.parse().map_err(|reason: String| {
+                            StateApiError::bad_value("validator id", &validator_id, reason)
+                        })?;
+                        validator(&*api.view_of(&state_id)?, id, &validator_id)
+                    })
+                },
+            );
     let committees = warp::path!("eth" / "v1" / "beacon" / "states" / String / "committees")
         .and(warp::get())
         .and(query)
@@ -308,6 +362,26 @@ pub fn state_api_routes(
             answer(api, move |api| {
                 committees(&*api.view_of(&state_id)?, &query)
             })
+        });
+    let proposer_duties = warp::path!("eth" / "v1" / "validator" / "duties" / "proposer" / String)
+        .and(warp::get())
+        .and(with_api.clone())
+        .then(|epoch: String, api: Arc<StateApi>| {
+            answer(api, move |api| {
+                let epoch = parse_u64("epoch", &epoch)?;
+                proposer_duties(&*api.view()?, epoch)
+            })
+        });
+    let prepare_proposer = warp::path!("eth" / "v1" / "validator" / "prepare_beacon_proposer")
+        .and(warp::post())
+        .and(body)
+        .then(|body: Result<Bytes, StateApiError>| async move {
+            // Nothing to look up in the state, so no blocking task: parsing
+            // at most MAX_BODY_BYTES of JSON is quick.
+            match body.and_then(|body| check_proposer_preparations(&body)) {
+                Ok(()) => warp::reply().into_response(),
+                Err(error) => error.into_response(),
+            }
         });
     let duties = warp::path!("eth" / "v1" / "validator" / "duties" / String / String)
         .and_then(|kind: String, epoch: String| async move {
@@ -358,9 +432,15 @@ pub fn state_api_routes(
         .unify()
         .or(validators_post)
         .unify()
+        .or(validator_one)
+        .unify()
         .or(committees)
         .unify()
+        .or(proposer_duties)
+        .unify()
         .or(duties)
+        .unify()
+        .or(prepare_proposer)
         .unify()
         .or(debug_state)
         .unify()
@@ -620,7 +700,6 @@ fn resolve_ids(state: &BeaconState, ids: &[ValidatorId]) -> Vec<ValidatorIndex> 
 
 fn validators(view: &StateView, filter: &ValidatorFilter) -> Result<Response, StateApiError> {
     let state = view.state();
-    let epoch = state.get_current_epoch();
     let indices: Vec<ValidatorIndex> = if filter.ids.is_empty() {
         (0..state.validators().len() as u64).collect()
     } else {
@@ -628,22 +707,45 @@ fn validators(view: &StateView, filter: &ValidatorFilter) -> Result<Response, St
     };
     let mut data = Vec::with_capacity(indices.len());
     for index in indices {
-        let (Some(validator), Some(&balance)) = (
-            state.validator(index),
-            usize::try_from(index)
-                .ok()
-                .and_then(|i| state.balances().get(i)),
-        ) else {
-            return Err(StateApiError::Internal(format!(
-                "validator {index} has no record or no balance in the state"
-            )));
-        };
-        let status = validator_status(validator, balance, epoch);
-        if filter.statuses.is_empty() || filter.statuses.contains(&status) {
-            data.push(validator_data(index, validator, balance, status));
+        let entry = validator_entry(state, index)?;
+        if filter.statuses.is_empty() || filter.statuses.contains(&entry.status) {
+            data.push(entry);
         }
     }
     Ok(state_json(data))
+}
+
+/// One validator, named by `id` (given as `text`): its entry as the
+/// validators list has it, or 404 naming the id.
+fn validator(view: &StateView, id: ValidatorId, text: &str) -> Result<Response, StateApiError> {
+    let state = view.state();
+    let Some(&index) = resolve_ids(state, &[id]).first() else {
+        return Err(StateApiError::ValidatorNotFound {
+            id: text.chars().take(100).collect(),
+            count: state.validators().len(),
+        });
+    };
+    Ok(state_json(validator_entry(state, index)?))
+}
+
+/// The validators-list entry of the validator at `index` (a registry
+/// index), with its status at the state's epoch.
+fn validator_entry(
+    state: &BeaconState,
+    index: ValidatorIndex,
+) -> Result<ValidatorData, StateApiError> {
+    let (Some(validator), Some(&balance)) = (
+        state.validator(index),
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| state.balances().get(i)),
+    ) else {
+        return Err(StateApiError::Internal(format!(
+            "validator {index} has no record or no balance in the state"
+        )));
+    };
+    let status = validator_status(validator, balance, state.get_current_epoch());
+    Ok(validator_data(index, validator, balance, status))
 }
 
 fn validator_data(
@@ -780,6 +882,135 @@ fn attester_duties(
         execution_optimistic: Some(false),
         data,
     }))
+}
+
+/// The proposer of every slot of `epoch`, which must be the state's current
+/// or next epoch (400 naming the epoch and those two otherwise).
+///
+/// A fulu state records both epochs' proposers in `proposer_lookahead` (the
+/// next epoch's drawn at the last epoch transition, with the effective
+/// balances of then), which is authoritative; an earlier state has them
+/// drawn by `get_beacon_proposer_indices`, once per state. For the next
+/// epoch that draw is a prediction: it holds if the epoch transition changes
+/// no effective balance or activation, as on the devnet's empty chain, whose
+/// epoch transitions change neither.
+fn epoch_proposers(view: &StateView, epoch: Epoch) -> Result<&[ValidatorIndex], StateApiError> {
+    let state = view.state();
+    let current = state.get_current_epoch();
+    // 0 for the current epoch, 1 for the next.
+    let which: usize = match epoch.checked_sub(current) {
+        Some(0) => 0,
+        Some(1) => 1,
+        _ => {
+            return Err(StateApiError::bad_value(
+                "epoch",
+                &epoch.to_string(),
+                format!(
+                    "this node serves the proposer duties of the state's current and next \
+                     epoch only: {current} and {}",
+                    current.saturating_add(1)
+                ),
+            ))
+        }
+    };
+    if let Some(lookahead) = state.proposer_lookahead() {
+        let per_epoch = usize::try_from(state.preset().SLOTS_PER_EPOCH)
+            .map_err(|e| StateApiError::Internal(format!("SLOTS_PER_EPOCH: {e}")))?;
+        let start = which.saturating_mul(per_epoch);
+        return lookahead
+            .get(start..start.saturating_add(per_epoch))
+            .ok_or_else(|| {
+                StateApiError::Internal(format!(
+                    "the state's proposer_lookahead has {} entries, too few for epoch {epoch}",
+                    lookahead.len()
+                ))
+            });
+    }
+    view.proposers[which]
+        .get_or_init(|| {
+            state.get_beacon_proposer_indices(epoch).map_err(|e| {
+                StateApiError::Internal(format!("cannot draw the proposers of epoch {epoch}: {e}"))
+            })
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
+/// The proposer duties of `epoch` (the state's current or next epoch).
+///
+/// `dependent_root` is the block root at the last slot of epoch `epoch - 1`
+/// (the genesis block's for epoch 0), as the Beacon API defines it and as
+/// the `head` event's `current_duty_dependent_root` of that epoch has it
+/// (`LoadedState::block_root_at_slot`). A slot the state has not reached
+/// yet has the head block's root: this node's chain takes no more blocks.
+fn proposer_duties(view: &StateView, epoch: Epoch) -> Result<Response, StateApiError> {
+    let state = view.state();
+    let proposers = epoch_proposers(view, epoch)?;
+    let start_slot = epoch.saturating_mul(state.preset().SLOTS_PER_EPOCH);
+    let mut data = Vec::with_capacity(proposers.len());
+    for (slot, &index) in (start_slot..).zip(proposers) {
+        let validator = state.validator(index).ok_or_else(|| {
+            StateApiError::Internal(format!(
+                "the proposer of slot {slot}, validator {index}, is not in the registry"
+            ))
+        })?;
+        data.push(ProposerDuty {
+            pubkey: PublicKeyBytes(validator.pubkey.0),
+            validator_index: index,
+            slot,
+        });
+    }
+    // Epoch 0 gives slot 0: the genesis block's.
+    let decision_slot = start_slot.saturating_sub(1).min(state.slot());
+    let dependent_root = view
+        .loaded
+        .block_root_at_slot(decision_slot)
+        .ok_or_else(|| {
+            StateApiError::Internal(format!(
+                "the state (slot {}) records no block root at slot {decision_slot}",
+                state.slot()
+            ))
+        })?;
+    Ok(json(&DutiesResponse {
+        dependent_root: Some(dependent_root),
+        execution_optimistic: Some(false),
+        data,
+    }))
+}
+
+/// Checks a `prepare_beacon_proposer` body: a JSON array of at most
+/// [`MAX_IDS`] items `{"validator_index": "<u64>", "fee_recipient":
+/// "0x<20 bytes>"}`; a bad item is 400 naming its position. The indices are
+/// not looked up: the node proposes nothing, so it keeps nothing of them.
+fn check_proposer_preparations(body: &[u8]) -> Result<(), StateApiError> {
+    #[derive(Deserialize)]
+    struct Preparation {
+        validator_index: String,
+        fee_recipient: String,
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+        StateApiError::BadBody(format!(
+            "expected a JSON array of {{\"validator_index\", \"fee_recipient\"}}: {e}"
+        ))
+    })?;
+    check_count("proposer preparations", items.len())?;
+    for (index, item) in items.into_iter().enumerate() {
+        let bad = |reason: String| StateApiError::BadItem { index, reason };
+        let item: Preparation = serde_json::from_value(item).map_err(|e| {
+            bad(format!(
+                "expected {{\"validator_index\": quoted integer, \"fee_recipient\": 0x address}}: {e}"
+            ))
+        })?;
+        item.validator_index.parse::<u64>().map_err(|_| {
+            bad(format!(
+                "validator_index {:?} is not an unsigned 64-bit integer",
+                item.validator_index.chars().take(100).collect::<String>()
+            ))
+        })?;
+        parse_hex_array::<20>(&item.fee_recipient)
+            .map_err(|reason| bad(format!("fee_recipient: {reason}")))?;
+    }
+    Ok(())
 }
 
 /// The sync duties of `indices` in the sync committee period of `epoch`
