@@ -747,4 +747,35 @@ mod tests {
         .unwrap_err();
         assert!(zero.to_string().contains("SLOTS_PER_EPOCH"), "{zero}");
     }
+
+    #[test]
+    fn standard_config_values_are_the_consensus_specs_values() {
+        for (preset, file) in [
+            (PresetName::Mainnet, "mainnet-standard-values.yaml"),
+            (PresetName::Minimal, "minimal-standard-values.yaml"),
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/config/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let published = parse_config_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!(standard_config_values(preset), published, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_written_config_yaml_reads_back_as_the_same_spec() {
+        for spec in [
+            ChainSpec::minimal().with_genesis_fork(ForkName::Fulu),
+            ChainSpec::mainnet().with_genesis_fork(ForkName::Deneb),
+        ] {
+            let mut map = standard_config_values(spec.preset.name);
+            map.extend(spec.to_config_map());
+            let text = config_yaml(&map);
+            assert!(text.contains("GENESIS_FORK_VERSION: \"0x"), "{text}");
+            assert!(text.contains("MIN_GENESIS_TIME: "), "{text}");
+            assert_eq!(ChainSpec::from_config_yaml(&text).unwrap(), spec);
+            assert_eq!(parse_config_yaml(&text).unwrap(), map);
+        }
+    }
 }
