@@ -220,3 +220,163 @@ fn the_command_explains_itself_and_refuses_a_bad_configuration() {
         "{stderr}"
     );
 }
+
+/// Child processes killed when the test ends, whatever its outcome.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The harness mode driven the way a user drives it with any validator
+/// client: the binary runs the chain and the middlewares only, and four
+/// `dv-aggregator vc` processes find their beacon node and keys through what
+/// it wrote (two read the EIP-2335 files, two the
+/// `keystores/0x<pubkey>/voting-keystore.json` + `secrets/` layout). Its
+/// verdicts must be the ones the default devnet reaches for the same duties.
+#[test]
+fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("devnet");
+    let report = dir.path().join("report.json");
+    let binary = env!("CARGO_BIN_EXE_dv-aggregator");
+    let devnet = Command::new(binary)
+        .args(["devnet", "--external-vcs", "--validators", "1024"])
+        .args(["--distributed-validators", "8", "--epochs", "1"])
+        .args(["--seconds-per-slot", "2", "--genesis-delay", "8"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::fs::File::create(dir.path().join("devnet.out")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("devnet.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut children = Children(vec![devnet]);
+    let setup_file = data.join("external-vcs.json");
+    let start = std::time::Instant::now();
+    while !setup_file.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no {setup_file:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let setup: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&setup_file).unwrap()).unwrap();
+    let operators = setup["operators"].as_array().unwrap();
+    assert_eq!(operators.len(), 4, "{setup}");
+    for (i, operator) in operators.iter().enumerate() {
+        let mut vc = Command::new(binary);
+        vc.args(["vc", "--distributed-mode", "--beacon-node"])
+            .arg(operator["beacon_node"].as_str().unwrap())
+            .arg("--cluster-lock")
+            .arg(operator["cluster_lock"].as_str().unwrap())
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("vc-{i}")));
+        if i % 2 == 0 {
+            vc.arg("--keystores")
+                .arg(operator["keystores"].as_str().unwrap());
+        } else {
+            vc.arg("--keystores")
+                .arg(operator["keystores_by_pubkey"].as_str().unwrap())
+                .arg("--secrets")
+                .arg(operator["secrets"].as_str().unwrap());
+        }
+        let log = std::fs::File::create(dir.path().join(format!("vc-{i}.log"))).unwrap();
+        children.0.push(
+            vc.stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let status = wait_at_most(&mut children.0[0], std::time::Duration::from_secs(180));
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let stdout = read("devnet.out");
+    assert!(
+        status.success(),
+        "{stdout}\n{}\n{}",
+        read("devnet.err"),
+        read("vc-0.log")
+    );
+    assert!(
+        stdout.contains("operator 4: beacon node http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: OK"), "{stdout}");
+    let external: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let summary = &external["summary"];
+    assert_eq!(summary["attestation_duties"], 8, "{stdout}");
+    assert_eq!(summary["incorrect"], 0, "{stdout}");
+    assert_eq!(summary["subscriptions_checked"], 8, "{stdout}");
+    assert_eq!(summary["subscriptions_wrong"], 0, "{stdout}");
+    assert_eq!(summary["attestations_accepted"], 8, "{stdout}");
+
+    // The default devnet of the same chain, over epoch 0 and the judged epoch 1.
+    log_warnings();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let default = runtime
+        .block_on(run(
+            short(SelectionEndpoint::Selections, 2),
+            &mut Vec::new(),
+        ))
+        .unwrap();
+    let key = |slot: u64, validator: u64, duty: &str| (slot, validator, duty.to_string());
+    let default_verdicts: std::collections::BTreeMap<_, _> = default
+        .records
+        .iter()
+        .map(|r| {
+            (
+                key(r.slot, r.validator_index, r.duty),
+                (r.cluster_decision, r.ground_truth),
+            )
+        })
+        .collect();
+    let records = external["records"].as_array().unwrap();
+    for record in records {
+        assert_eq!(record["epoch"], 1, "{record}");
+        assert_eq!(record["operators_agreeing"], 4, "{record}");
+        let verdict = (
+            record["cluster_decision"].as_bool(),
+            record["ground_truth"].as_bool().unwrap(),
+        );
+        let slot = record["slot"].as_u64().unwrap();
+        let validator = record["validator_index"].as_u64().unwrap();
+        let duty = record["duty"].as_str().unwrap();
+        assert_eq!(
+            default_verdicts.get(&key(slot, validator, duty)),
+            Some(&verdict),
+            "{record}"
+        );
+    }
+    let in_epoch_one = default.records.iter().filter(|r| r.epoch == 1).count();
+    assert_eq!(records.len(), in_epoch_one, "{stdout}");
+}

@@ -588,7 +588,8 @@ fn record(truth: &Truth, decisions: &BTreeMap<u64, OperatorDecision>, operators:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SecretKey;
+    use crate::crypto::{SecretKey, Signature};
+    use crate::spec::selection::is_aggregator;
 
     fn truth(slot: Slot, validator_index: u64, is_aggregator: bool) -> Truth {
         Truth {
@@ -685,5 +686,55 @@ mod tests {
         assert!(!summary.is_ok());
         let header = table_header();
         assert!(header.contains("aggregator") && header.contains("= truth"));
+    }
+
+    #[test]
+    fn external_clients_are_judged_by_the_combined_proofs_their_middlewares_answered() {
+        let preset = Preset::minimal();
+        let proof = |seed: u8| SecretKey::random().sign(&[seed; 32]);
+        let (right, wrong, late) = (proof(1), proof(2), proof(3));
+        let decides = |proof: &Signature| is_aggregator(64, &proof.to_bytes(), &preset);
+        let answer = |slot, validator_index, combined: Result<Signature, &str>| AnsweredSelection {
+            validator_index,
+            slot,
+            kind: DutyKind::AttestationSelection,
+            combined: combined.map_err(str::to_string),
+            latency: Duration::from_millis(7),
+        };
+        let mut report = ReportBuilder::new(3, true).with_external_clients(preset.clone());
+        report.add_truths(vec![
+            truth(3, 7, decides(&right)),
+            truth(4, 8, !decides(&wrong)),
+            truth(5, 9, decides(&late)),
+        ]);
+        for operator in 1..=3 {
+            report.add_answers(
+                operator,
+                vec![answer(3, 7, Ok(right)), answer(4, 8, Ok(wrong))],
+            );
+        }
+        // A failed answer gives way to a later proof; a proof is kept over a
+        // later failure; operator 3 never asked.
+        report.add_answers(
+            1,
+            vec![answer(5, 9, Err("no quorum")), answer(5, 9, Ok(late))],
+        );
+        report.add_answers(
+            2,
+            vec![answer(5, 9, Ok(late)), answer(5, 9, Err("no quorum"))],
+        );
+        let closed = report.close_through(5);
+        assert_eq!(closed.len(), 3);
+        assert!(closed[0].is_correct(), "{:?}", closed[0]);
+        assert_eq!(closed[0].operators_agreeing, 3);
+        assert_eq!(closed[0].latency_ms, Some(7));
+        // Attestations are judged by the chain only: the clients' own
+        // records are not seen.
+        assert_eq!(closed[0].operators_attested, None);
+        assert!(!closed[1].is_correct());
+        assert_eq!(closed[1].cluster_decision, Some(!closed[1].ground_truth));
+        assert!(!closed[2].is_correct());
+        assert_eq!(closed[2].operators_agreeing, 2);
+        assert_eq!(closed[2].failures, ["1 operators recorded no decision"]);
     }
 }
