@@ -1,12 +1,12 @@
 """Helpers of e2e.sh (the patched Lighthouse validator client through dv-aggregator middlewares).
 
 Subcommands:
-  keystores  --indices A-B --out DIR          EIP-2335 keystores (pbkdf2) of interop validators
-  testnet    --rest URL --out DIR             a Lighthouse --testnet-dir from a node's config/spec
-  vc-defs    --keystores DIR --out FILE       validator_definitions.yml of Lighthouse's VC
-  judge      --rest URL --logs F1,F2,.. ...   every decision of every VC against the undivided key
+  snapshot  --rest URL --validators N --out FILE   the chain facts the judge needs, taken while
+                                                   the devnet runs (spec, genesis, attester duties
+                                                   of the current and next epoch; merged into FILE)
+  judge     --chain FILE --logs F1,F2,.. ...       every decision of every VC against the undivided key
 
-The ground truth uses only the chain (duties, genesis, fork) and the whole interop secret keys:
+The ground truth uses only the chain facts and the whole interop secret keys:
 sk_i = int.from_bytes(sha256(i as 32 bytes little-endian), "little") mod r, signed with py_ecc
 (a BLS implementation independent of Lighthouse's blst and of dv-aggregator).
 """
@@ -14,26 +14,21 @@ import argparse
 import hashlib
 import json
 import os
-import secrets
 import sys
+import time
 import urllib.request
-import uuid
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from py_ecc.bls import G2ProofOfPossession as bls
 from py_ecc.optimized_bls12_381 import curve_order
 
 DOMAIN_SELECTION_PROOF = bytes.fromhex("05000000")
 DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF = bytes.fromhex("08000000")
+# Indices per attester-duties request (the Beacon API bounds a request's ids).
+DUTIES_CHUNK = 256
 
 
 def interop_secret(index):
     return int.from_bytes(hashlib.sha256(index.to_bytes(32, "little")).digest(), "little") % curve_order
-
-
-def parse_range(text):
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
 
 
 def get(rest, path):
@@ -49,75 +44,34 @@ def post(rest, path, body):
         return json.load(response)
 
 
-# --- keystores -------------------------------------------------------------------------------
+# --- the chain facts, taken while the chain runs ------------------------------------------------
 
-def keystore(secret, password, path):
-    """EIP-2335 version 4, pbkdf2-sha256 with the EIP's 2^18 rounds, aes-128-ctr."""
-    salt, iv = secrets.token_bytes(32), secrets.token_bytes(16)
-    rounds = 262144
-    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds, 32)
-    encryptor = Cipher(algorithms.AES(key[:16]), modes.CTR(iv)).encryptor()
-    cipher = encryptor.update(secret.to_bytes(32, "big")) + encryptor.finalize()
-    return {
-        "crypto": {
-            "kdf": {"function": "pbkdf2", "params": {"dklen": 32, "c": rounds, "prf": "hmac-sha256", "salt": salt.hex()}, "message": ""},
-            "checksum": {"function": "sha256", "params": {}, "message": hashlib.sha256(key[16:32] + cipher).hexdigest()},
-            "cipher": {"function": "aes-128-ctr", "params": {"iv": iv.hex()}, "message": cipher.hex()},
-        },
-        "description": "interop validator (insecure, for local test networks only)",
-        "pubkey": bls.SkToPk(secret).hex(),
-        "path": path,
-        "uuid": str(uuid.uuid4()),
-        "version": 4,
-    }
+def cmd_snapshot(args):
+    """Adds the attester duties of the node's current and next epoch to FILE (once per epoch).
 
-
-def cmd_keystores(args):
-    os.makedirs(args.out, exist_ok=True)
-    for index in parse_range(args.indices):
-        password = secrets.token_hex(16)
-        store = keystore(interop_secret(index), password, f"m/12381/3600/{index}/0/0")
-        with open(os.path.join(args.out, f"keystore-{index}.json"), "w") as f:
-            json.dump(store, f)
-        with open(os.path.join(args.out, f"keystore-{index}.txt"), "w") as f:
-            f.write(password)
-        print(f"interop validator {index}: 0x{store['pubkey']}")
-
-
-# --- Lighthouse testnet dir and validator definitions ------------------------------------------
-
-def cmd_testnet(args):
-    spec = get(args.rest, "/eth/v1/config/spec")["data"]
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.yaml"), "w") as f:
-        for key, value in spec.items():
-            # Hex values and strings are quoted so that YAML keeps them as they are.
-            f.write(f"{key}: {json.dumps(value) if not str(value).isdigit() else value}\n")
-    with open(os.path.join(args.out, "deposit_contract_block.txt"), "w") as f:
-        f.write("0\n")
-    print(f"testnet dir {args.out}: {len(spec)} config values, PRESET_BASE {spec.get('PRESET_BASE')}")
-
-
-def cmd_vc_defs(args):
-    lines = ["---"]
-    for name in sorted(os.listdir(args.keystores)):
-        if not name.endswith(".json"):
+    The devnet's node serves duties of its current and next epoch only, and the devnet stops
+    after its last judged epoch, so e2e.sh calls this every few seconds while it runs."""
+    facts = {"duties": {}}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            facts = json.load(f)
+    if "spec" not in facts:
+        facts["spec"] = get(args.rest, "/eth/v1/config/spec")["data"]
+        facts["genesis"] = get(args.rest, "/eth/v1/beacon/genesis")["data"]
+    spec = facts["spec"]
+    seconds_per_epoch = int(spec["SECONDS_PER_SLOT"]) * int(spec["SLOTS_PER_EPOCH"])
+    current = max(0, int(time.time()) - int(facts["genesis"]["genesis_time"])) // seconds_per_epoch
+    for epoch in (current, current + 1):
+        if str(epoch) in facts["duties"]:
             continue
-        path = os.path.abspath(os.path.join(args.keystores, name))
-        with open(path) as f:
-            pubkey = json.load(f)["pubkey"]
-        with open(path[: -len(".json")] + ".txt") as f:
-            password = f.read().strip()
-        lines += [
-            "- enabled: true",
-            f'  voting_public_key: "0x{pubkey.removeprefix("0x")}"',
-            "  type: local_keystore",
-            f'  voting_keystore_path: "{path}"',
-            f'  voting_keystore_password: "{password}"',
-        ]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        duties = []
+        for first in range(0, args.validators, DUTIES_CHUNK):
+            ids = [str(i) for i in range(first, min(args.validators, first + DUTIES_CHUNK))]
+            duties += post(args.rest, f"/eth/v1/validator/duties/attester/{epoch}", ids)["data"]
+        facts["duties"][str(epoch)] = duties
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(facts, f)
+    os.replace(args.out + ".tmp", args.out)
 
 
 # --- the judge --------------------------------------------------------------------------------
@@ -140,11 +94,9 @@ def selects(signature, modulo):
 
 
 class Chain:
-    def __init__(self, rest):
-        self.rest = rest
-        self.spec = get(rest, "/eth/v1/config/spec")["data"]
-        genesis = get(rest, "/eth/v1/beacon/genesis")["data"]
-        self.gvr = bytes.fromhex(genesis["genesis_validators_root"][2:])
+    def __init__(self, facts):
+        self.spec = facts["spec"]
+        self.gvr = bytes.fromhex(facts["genesis"]["genesis_validators_root"][2:])
         self.slots_per_epoch = int(self.spec["SLOTS_PER_EPOCH"])
         self.target_aggregators = int(self.spec["TARGET_AGGREGATORS_PER_COMMITTEE"])
         self.sync_modulo = max(
@@ -159,20 +111,18 @@ class Chain:
             if epoch is not None and int(epoch) < 2**63:
                 forks.append((int(epoch), bytes.fromhex(self.spec[f"{name}_FORK_VERSION"][2:])))
         self.forks = [(0, bytes.fromhex(self.spec["GENESIS_FORK_VERSION"][2:]))] + sorted(forks)
-        self.committee_lengths = {}
+        self.committee_lengths = {
+            (int(duty["validator_index"]), int(duty["slot"])): int(duty["committee_length"])
+            for duties in facts["duties"].values()
+            for duty in duties
+        }
 
     def fork_version(self, slot):
         epoch = slot // self.slots_per_epoch
         return [version for start, version in self.forks if start <= epoch][-1]
 
     def committee_length(self, validator_index, slot):
-        key = (validator_index, slot)
-        if key not in self.committee_lengths:
-            epoch = slot // self.slots_per_epoch
-            duties = post(self.rest, f"/eth/v1/validator/duties/attester/{epoch}", [str(validator_index)])["data"]
-            for duty in duties:
-                self.committee_lengths[(int(duty["validator_index"]), int(duty["slot"]))] = int(duty["committee_length"])
-        return self.committee_lengths.get(key)
+        return self.committee_lengths.get((validator_index, slot))
 
     def attestation_truth(self, validator_index, slot):
         length = self.committee_length(validator_index, slot)
@@ -211,12 +161,12 @@ def read_decisions(path):
 
 
 def cmd_judge(args):
-    chain = Chain(args.rest)
+    with open(args.chain) as f:
+        chain = Chain(json.load(f))
     logs = args.logs.split(",")
     per_vc = [read_decisions(path) for path in logs]
     duties = sorted(set().union(*(set(d) for d, _ in per_vc)), key=lambda k: (k[2], k[0], k[1], k[3]))
-    if args.until_slot is not None:
-        duties = [k for k in duties if k[2] < args.until_slot]
+    duties = [k for k in duties if k[2] >= args.from_slot and (args.until_slot is None or k[2] < args.until_slot)]
     rows, wrong, disagreeing, missing = [], 0, 0, 0
     print(f"{'slot':>5} {'validator':>9}  {'duty':<22} {'aggregator':<10} {'agreed':>6}  {'= truth':<7}")
     for kind, validator_index, slot, index in duties:
@@ -239,7 +189,8 @@ def cmd_judge(args):
         print(f"{slot:>5} {validator_index:>9}  {duty:<22} {shown:<10} {agree:>4}/{len(logs)}  {mark}")
         rows.append({"kind": kind, "validator_index": validator_index, "slot": slot, "index": index,
                      "operators": answers, "ground_truth": truth})
-    failures = [f for _, fs in per_vc for f in fs if args.until_slot is None or int(f.get("slot", 0)) < args.until_slot]
+    failures = [f for _, fs in per_vc for f in fs
+                if args.from_slot <= int(f.get("slot", 0)) and (args.until_slot is None or int(f.get("slot", 0)) < args.until_slot)]
     attestation = sum(1 for k in duties if k[0] == "attestation")
     aggregators = sum(1 for r in rows if r["ground_truth"])
     print()
@@ -262,14 +213,14 @@ def cmd_judge(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("keystores"); p.add_argument("--indices", required=True); p.add_argument("--out", required=True)
-    p = sub.add_parser("testnet"); p.add_argument("--rest", required=True); p.add_argument("--out", required=True)
-    p = sub.add_parser("vc-defs"); p.add_argument("--keystores", required=True); p.add_argument("--out", required=True)
-    p = sub.add_parser("judge"); p.add_argument("--rest", required=True); p.add_argument("--logs", required=True)
+    p = sub.add_parser("snapshot"); p.add_argument("--rest", required=True); p.add_argument("--out", required=True)
+    p.add_argument("--validators", type=int, required=True)
+    p = sub.add_parser("judge"); p.add_argument("--chain", required=True); p.add_argument("--logs", required=True)
     p.add_argument("--report"); p.add_argument("--allow-no-sync", action="store_true")
     p.add_argument("--until-slot", type=int, help="judge only the duties before this slot")
+    p.add_argument("--from-slot", type=int, default=0, help="judge only the duties from this slot")
     args = parser.parse_args()
-    commands = {"keystores": cmd_keystores, "testnet": cmd_testnet, "vc-defs": cmd_vc_defs, "judge": cmd_judge}
+    commands = {"snapshot": cmd_snapshot, "judge": cmd_judge}
     return commands[args.command](args) or 0
 
 
