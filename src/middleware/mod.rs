@@ -11,7 +11,8 @@
 //! - the node: what it knows of the chain ([`chain`]), its exchange with the
 //!   peers (broadcast, re-send, catch-up; [`exchange`]), the VC-facing
 //!   selection logic ([`selections`]) and routes ([`routes`]), its counters
-//!   ([`metrics`]) and the service that assembles them ([`service`]);
+//!   ([`metrics`]), the in-process fan-out of what it did ([`listeners`]) and
+//!   the service that assembles them ([`service`]);
 //! - the public-key mapping between the operator's validator client, which
 //!   knows its public shares, and its beacon node, which knows the group keys
 //!   ([`mapping`]): a warp filter in front of the reverse proxy.
@@ -23,6 +24,7 @@ pub mod chain;
 pub mod duty;
 pub mod duty_routes;
 pub mod exchange;
+pub mod listeners;
 pub mod mapping;
 pub mod metrics;
 pub mod peer;

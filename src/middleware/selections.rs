@@ -20,7 +20,7 @@
 //! answer is only useful before the earliest of its duties' cut-offs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use super::chain::{ChainState, ChainView};
 use super::duty::{DutyKey, DutyKind, Partial, Source};
 use super::exchange::{to_item, Exchange};
+use super::listeners::Listeners;
 use super::metrics::{ItemResult, Metrics, RequestOutcome};
 use super::store::PartialStore;
 use crate::api::error::{ApiError, ItemError};
@@ -142,7 +143,7 @@ pub struct Selections {
     /// The time a request may wait; `None` is a third of the chain's slot.
     timeout: Option<Duration>,
     /// Who hears of every answered item ([`Selections::watch_answers`]).
-    watchers: Mutex<Vec<mpsc::UnboundedSender<Vec<AnsweredSelection>>>>,
+    watchers: Listeners<Vec<AnsweredSelection>>,
 }
 
 impl Selections {
@@ -165,7 +166,7 @@ impl Selections {
             beacon,
             share_index,
             timeout,
-            watchers: Mutex::new(Vec::new()),
+            watchers: Listeners::new(),
         }
     }
 
@@ -173,12 +174,7 @@ impl Selections {
     /// (is_aggregator items with the combined proof its boolean was decided
     /// on). Nothing is recorded while nobody watches.
     pub fn watch_answers(&self) -> mpsc::UnboundedReceiver<Vec<AnsweredSelection>> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        self.watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sender);
-        receiver
+        self.watchers.subscribe()
     }
 
     /// Tells the watchers what the items of one request got.
@@ -188,8 +184,7 @@ impl Selections {
         answers: &[Answer],
         latency: Duration,
     ) {
-        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
-        if watchers.is_empty() {
+        if self.watchers.is_empty() {
             return;
         }
         let answered: Vec<AnsweredSelection> = duties
@@ -214,7 +209,7 @@ impl Selections {
                 })
             })
             .collect();
-        watchers.retain(|watcher| watcher.send(answered.clone()).is_ok());
+        self.watchers.send(answered);
     }
 
     /// The time a request may wait for its duties on the chain of `view`,

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::duty::{DutyKey, Partial, Source};
+use super::listeners::Listeners;
 use crate::cluster::ClusterLock;
 use crate::crypto::batch::{find_invalid, verify_signature_sets, SignatureSet};
 use crate::crypto::threshold::{combine_and_verify, combine_signatures, ThresholdError};
@@ -418,7 +419,7 @@ pub struct PartialStore {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     /// Who hears of every combination ([`PartialStore::subscribe_combined`]).
-    listeners: Mutex<Vec<mpsc::UnboundedSender<Vec<CombinedDuty>>>>,
+    listeners: Listeners<Vec<CombinedDuty>>,
 }
 
 impl PartialStore {
@@ -462,31 +463,21 @@ impl PartialStore {
                 limits,
                 stats: StoreStats::default(),
             }),
-            listeners: Mutex::new(Vec::new()),
+            listeners: Listeners::new(),
         }
     }
 
     /// Every later combination, one message per batch that combined
     /// something (whether the batch came from this node's VC or a peer).
     pub fn subscribe_combined(&self) -> mpsc::UnboundedReceiver<Vec<CombinedDuty>> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sender);
-        receiver
+        self.listeners.subscribe()
     }
 
     fn announce_combined(&self, combined: Vec<CombinedDuty>) {
         if combined.is_empty() {
             return;
         }
-        let mut listeners = self
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A listener that went away is forgotten.
-        listeners.retain(|listener| listener.send(combined.clone()).is_ok());
+        self.listeners.send(combined);
     }
 
     /// The threshold t.
