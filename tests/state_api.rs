@@ -951,7 +951,7 @@ fn empty_chain_state(spec: &ChainSpec, fork: ForkName, slot: u64) -> (BeaconStat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proposer_duties_on_an_empty_chain_from_genesis() {
+async fn proposer_and_attester_duties_on_an_empty_chain_from_genesis() {
     let spec = ChainSpec::minimal();
     let slots_per_epoch = spec.preset.SLOTS_PER_EPOCH;
     // At genesis, and one and a half epochs of empty slots later.
@@ -1001,6 +1001,13 @@ async fn proposer_duties_on_an_empty_chain_from_genesis() {
             // Every slot of an empty chain has the genesis block's root.
             assert_eq!(fulu_reply.dependent_root, Some(fulu_genesis_root));
             assert_eq!(electra_reply.dependent_root, Some(electra_genesis_root));
+            // So has the attester duties' root, a genesis state's included.
+            let attesters = fulu_client.attester_duties(e, &[0]).await.unwrap();
+            assert_eq!(
+                attesters.dependent_root,
+                Some(fulu_genesis_root),
+                "slot {slot}"
+            );
         }
         // The current epoch's root is the head event's, which validator
         // clients compare it with.
@@ -1008,6 +1015,11 @@ async fn proposer_duties_on_an_empty_chain_from_genesis() {
         assert_eq!(
             current.dependent_root,
             Some(fulu_event.current_duty_dependent_root)
+        );
+        let attesters = fulu_client.attester_duties(epoch, &[0]).await.unwrap();
+        assert_eq!(
+            attesters.dependent_root,
+            Some(fulu_event.previous_duty_dependent_root)
         );
         let mut refused = vec![epoch + 2];
         refused.extend(epoch.checked_sub(1));

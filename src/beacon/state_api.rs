@@ -843,9 +843,8 @@ fn known_validator(
 ///
 /// `dependent_root` is the block root at the last slot of epoch `epoch - 2`
 /// (`get_block_root_at_slot(state, compute_start_slot_at_epoch(epoch - 1) - 1)`,
-/// slot 0 for epochs 0 and 1), read from the state's `block_roots`. When
-/// the state cannot give it (that slot is not before the state's, e.g. a
-/// genesis state) it is the zero root.
+/// the genesis block's for epochs 0 and 1; [`dependent_root`]), as the
+/// `head` event's `previous_duty_dependent_root` has it.
 fn attester_duties(
     view: &StateView,
     epoch: Epoch,
@@ -874,14 +873,24 @@ fn attester_duties(
         .saturating_mul(slots_per_epoch)
         .saturating_sub(1);
     Ok(json(&DutiesResponse {
-        dependent_root: Some(
-            state
-                .get_block_root_at_slot(decision_slot)
-                .unwrap_or(Root::ZERO),
-        ),
+        dependent_root: Some(dependent_root(view, decision_slot)?),
         execution_optimistic: Some(false),
         data,
     }))
+}
+
+/// The root of the block at `decision_slot` (`LoadedState::block_root_at_slot`);
+/// a slot the state has not reached yet has the head block's root: this
+/// node's chain takes no more blocks.
+fn dependent_root(view: &StateView, decision_slot: Slot) -> Result<Root, StateApiError> {
+    let state_slot = view.state().slot();
+    view.loaded
+        .block_root_at_slot(decision_slot.min(state_slot))
+        .ok_or_else(|| {
+            StateApiError::Internal(format!(
+                "the state (slot {state_slot}) records no block root at slot {decision_slot}"
+            ))
+        })
 }
 
 /// The proposer of every slot of `epoch`, which must be the state's current
@@ -939,10 +948,9 @@ fn epoch_proposers(view: &StateView, epoch: Epoch) -> Result<&[ValidatorIndex], 
 /// The proposer duties of `epoch` (the state's current or next epoch).
 ///
 /// `dependent_root` is the block root at the last slot of epoch `epoch - 1`
-/// (the genesis block's for epoch 0), as the Beacon API defines it and as
-/// the `head` event's `current_duty_dependent_root` of that epoch has it
-/// (`LoadedState::block_root_at_slot`). A slot the state has not reached
-/// yet has the head block's root: this node's chain takes no more blocks.
+/// (the genesis block's for epoch 0; [`dependent_root`]), as the Beacon API
+/// defines it and as the `head` event's `current_duty_dependent_root` of
+/// that epoch has it.
 fn proposer_duties(view: &StateView, epoch: Epoch) -> Result<Response, StateApiError> {
     let state = view.state();
     let proposers = epoch_proposers(view, epoch)?;
@@ -961,18 +969,9 @@ fn proposer_duties(view: &StateView, epoch: Epoch) -> Result<Response, StateApiE
         });
     }
     // Epoch 0 gives slot 0: the genesis block's.
-    let decision_slot = start_slot.saturating_sub(1).min(state.slot());
-    let dependent_root = view
-        .loaded
-        .block_root_at_slot(decision_slot)
-        .ok_or_else(|| {
-            StateApiError::Internal(format!(
-                "the state (slot {}) records no block root at slot {decision_slot}",
-                state.slot()
-            ))
-        })?;
+    let decision_slot = start_slot.saturating_sub(1);
     Ok(json(&DutiesResponse {
-        dependent_root: Some(dependent_root),
+        dependent_root: Some(dependent_root(view, decision_slot)?),
         execution_optimistic: Some(false),
         data,
     }))
