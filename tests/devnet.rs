@@ -194,6 +194,8 @@ fn the_command_explains_itself_and_refuses_a_bad_configuration() {
         "--seconds-per-slot",
         "--preset",
         "--report",
+        "--external-vcs",
+        "--genesis-delay",
         "empty slots",
     ] {
         assert!(text.contains(flag), "{flag} not in\n{text}");
@@ -217,6 +219,16 @@ fn the_command_explains_itself_and_refuses_a_bad_configuration() {
     );
     assert!(
         stderr.contains("--distributed-validators 65 must be between 1 and --validators 64"),
+        "{stderr}"
+    );
+    let late = Command::new(env!("CARGO_BIN_EXE_dv-aggregator"))
+        .args(["devnet", "--external-vcs", "--genesis-delay", "601"])
+        .output()
+        .unwrap();
+    assert!(!late.status.success());
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        stderr.contains("--genesis-delay must be at most 600 seconds"),
         "{stderr}"
     );
 }
