@@ -138,7 +138,8 @@ pub struct StateResponse<T> {
 /// The envelope of duty queries: `{"dependent_root", "execution_optimistic", "data"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DutiesResponse<T> {
-    /// The block root the duties depend on (attester duties only).
+    /// The block root the duties depend on (attester and proposer duties;
+    /// sync committee duties have none).
     #[serde(
         default,
         with = "crate::spec::hex::root_option",
