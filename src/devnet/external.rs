@@ -28,6 +28,7 @@ use crate::cluster::create::LOCK_FILE_NAME;
 use crate::crypto::keystore::{write_private_file, Keystore};
 use crate::spec::config::config_yaml;
 use crate::spec::ChainSpec;
+use crate::vc::keys::VOTING_KEYSTORE_FILE;
 
 /// The file in the data directory that holds the set-up as JSON.
 pub const SETUP_FILE_NAME: &str = "external-vcs.json";
@@ -174,7 +175,7 @@ fn write_by_pubkey(dir: &Path, keystores: &Path, secrets: &Path) -> Result<(), D
         let key_dir = keystores.join(&name);
         create_dir(&key_dir)?;
         write_file(
-            &key_dir.join("voting-keystore.json"),
+            &key_dir.join(VOTING_KEYSTORE_FILE),
             keystore.to_json().as_bytes(),
         )?;
         write_file(&secrets.join(&name), &password)?;
