@@ -91,6 +91,8 @@ while kill -0 $DEVNET 2>/dev/null; do
   sleep 5
 done
 DEVNET_RC=0; wait $DEVNET || DEVNET_RC=$?
+# The VCs' beacon nodes are gone: stop them before their logs fill with that.
+cleanup; PIDS=()
 sed -n '/the same as JSON/,$p' "$W/devnet.out" | tail -n +2
 
 # 4. The VCs' own decisions over the judged epochs.
