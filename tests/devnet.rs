@@ -31,25 +31,12 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The services' warnings, printed with a failing test's output (the
-/// runtime's threads inherit the test's output capture).
-fn log_warnings() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-            .try_init();
-    });
-}
-
 fn check_devnet(config: DevnetConfig) {
     let epochs = config.epochs;
     let running = config.operators - config.operators_down.len() as u64;
     let aggregates_due = config.selection_endpoint == SelectionEndpoint::Selections;
     let _one = one_at_a_time();
-    log_warnings();
+    common::log_warnings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -349,7 +336,7 @@ fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
     assert_eq!(summary["attestations_accepted"], 8, "{stdout}");
 
     // The default devnet of the same chain, over epoch 0 and the judged epoch 1.
-    log_warnings();
+    common::log_warnings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

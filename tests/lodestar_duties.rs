@@ -345,10 +345,7 @@ async fn take_records(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn distributed_validators_attest_and_aggregate_on_lodestar() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    common::log_warnings();
     // Genesis, eight epochs of eight 6-second slots and the checks: well
     // under ten minutes; a hang is a failure with what was reached.
     tokio::time::timeout(Duration::from_secs(600), attest_and_aggregate())

@@ -154,10 +154,7 @@ async fn cluster_with(
     ready_at: Instant,
     prefers_best: bool,
 ) -> Cluster {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    common::log_warnings();
     let split = common::split_keys(&[dv_aggregator::crypto::SecretKey::random()], 3, 4);
     let mut lock: ClusterLock = split.lock.clone();
     let mut listeners = Vec::new();

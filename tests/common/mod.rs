@@ -193,3 +193,14 @@ impl std::io::Write for CapturedLogs {
         Ok(())
     }
 }
+
+/// The services' warnings (or `RUST_LOG`'s level), printed with a failing
+/// test's output: the subscriber writes through the test harness's capture,
+/// which the runtime's threads inherit. Installed once per test binary.
+pub fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
