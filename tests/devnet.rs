@@ -9,6 +9,7 @@ mod common;
 
 use std::process::Command;
 
+use dv_aggregator::devnet::report::DevnetReport;
 use dv_aggregator::devnet::{run, DevnetConfig};
 use dv_aggregator::vc::SelectionEndpoint;
 
@@ -31,11 +32,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn check_devnet(config: DevnetConfig) {
-    let epochs = config.epochs;
-    let running = config.operators - config.operators_down.len() as u64;
-    let aggregates_due = config.selection_endpoint == SelectionEndpoint::Selections;
-    let _one = one_at_a_time();
+/// Runs `config` in this process on two worker threads; its report and
+/// printed table. The caller holds [`one_at_a_time`].
+fn run_in_process(config: DevnetConfig) -> (DevnetReport, String) {
     common::log_warnings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -44,7 +43,15 @@ fn check_devnet(config: DevnetConfig) {
         .unwrap();
     let mut table = Vec::new();
     let report = runtime.block_on(run(config, &mut table)).unwrap();
-    let table = String::from_utf8(table).unwrap();
+    (report, String::from_utf8(table).unwrap())
+}
+
+fn check_devnet(config: DevnetConfig) {
+    let epochs = config.epochs;
+    let running = config.operators - config.operators_down.len() as u64;
+    let aggregates_due = config.selection_endpoint == SelectionEndpoint::Selections;
+    let _one = one_at_a_time();
+    let (report, table) = run_in_process(config);
     let summary = &report.summary;
     let failures: Vec<_> = report.records.iter().flat_map(|r| &r.failures).collect();
     assert!(summary.is_ok(), "{summary:?}\n{table}\n{failures:#?}");
@@ -336,18 +343,7 @@ fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
     assert_eq!(summary["attestations_accepted"], 8, "{stdout}");
 
     // The default devnet of the same chain, over epoch 0 and the judged epoch 1.
-    common::log_warnings();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let default = runtime
-        .block_on(run(
-            short(SelectionEndpoint::Selections, 2),
-            &mut Vec::new(),
-        ))
-        .unwrap();
+    let (default, _) = run_in_process(short(SelectionEndpoint::Selections, 2));
     let key = |slot: u64, validator: u64, duty: &str| (slot, validator, duty.to_string());
     let default_verdicts: std::collections::BTreeMap<_, _> = default
         .records
