@@ -30,7 +30,6 @@ use crate::api::types::{
     ValidatorId, ValidatorRecord, ValidatorStatus, VersionData,
 };
 use crate::api::BackendError;
-use crate::spec::config::{standard_config_values, ConfigMap};
 use crate::spec::hex::parse_hex_array;
 use crate::spec::{ChainSpec, Epoch, Root, Slot, ValidatorIndex, FAR_FUTURE_EPOCH};
 use crate::state::committee_cache::CommitteeCache;
@@ -241,16 +240,6 @@ impl StateApi {
     }
 }
 
-/// What `GET /eth/v1/config/spec` answers for `spec`: its own values over
-/// the consensus specs' values of its preset for the runtime configuration
-/// it does not model (a state-backed node has no eth1 chain or deposit
-/// contract of its own; clients refuse a config without them).
-pub fn served_config(spec: &ChainSpec) -> ConfigMap {
-    let mut map = standard_config_values(spec.preset.name);
-    map.extend(spec.to_config_map());
-    map
-}
-
 /// Every route of the state API over `backend`, each answering with a
 /// Beacon API body or error body:
 ///
@@ -306,7 +295,7 @@ pub fn state_api_routes(
         .and(with_api.clone())
         .map(|api: Arc<StateApi>| {
             json(&GenericResponse {
-                data: served_config(api.backend.spec()),
+                data: api.backend.spec().to_served_config_map(),
             })
         });
     let fork = warp::path!("eth" / "v1" / "beacon" / "states" / String / "fork")

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::DevnetError;
-use crate::beacon::state_api::served_config;
 use crate::cluster::create::LOCK_FILE_NAME;
 use crate::crypto::keystore::{write_private_file, Keystore};
 use crate::spec::config::config_yaml;
@@ -80,7 +79,7 @@ impl ExternalSetup {
         create_dir(&testnet_dir)?;
         write_file(
             &testnet_dir.join("config.yaml"),
-            config_yaml(&served_config(spec)).as_bytes(),
+            config_yaml(&spec.to_served_config_map()).as_bytes(),
         )?;
         // Lighthouse reads the first name, older tools the second.
         for name in ["deposit_contract_block.txt", "deploy_block.txt"] {

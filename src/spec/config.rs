@@ -392,7 +392,19 @@ impl ChainSpec {
         }
     }
 
-    /// This spec as the flat string map of `GET /eth/v1/config/spec`, which
+    /// What a node of this chain serves as `GET /eth/v1/config/spec` (and
+    /// writes as `config.yaml`): [`Self::to_config_map`] over the consensus
+    /// specs' values of the runtime keys this crate does not model
+    /// ([`standard_config_values`]), which standard clients require.
+    pub fn to_served_config_map(&self) -> ConfigMap {
+        let mut map = standard_config_values(self.preset.name);
+        map.extend(self.to_config_map());
+        map
+    }
+
+    /// This spec's own values as the flat string map of `GET
+    /// /eth/v1/config/spec` (a node serves them within
+    /// [`Self::to_served_config_map`]), which
     /// [`from_config_spec_json`](Self::from_config_spec_json) reads back to an
     /// equal `ChainSpec`: names, fork schedule, preset constants, domain types.
     pub fn to_config_map(&self) -> ConfigMap {
@@ -769,8 +781,7 @@ mod tests {
             ChainSpec::minimal().with_genesis_fork(ForkName::Fulu),
             ChainSpec::mainnet().with_genesis_fork(ForkName::Deneb),
         ] {
-            let mut map = standard_config_values(spec.preset.name);
-            map.extend(spec.to_config_map());
+            let map = spec.to_served_config_map();
             let text = config_yaml(&map);
             assert!(text.contains("GENESIS_FORK_VERSION: \"0x"), "{text}");
             assert!(text.contains("MIN_GENESIS_TIME: "), "{text}");
