@@ -385,8 +385,9 @@ impl Selections {
             .into_iter()
             .map(|answer| answer.unwrap_or(Answer::NotCombined))
             .collect();
-        self.report(endpoint, &slots, &answers, started.elapsed());
-        self.tell_watchers(&duties, &answers, started.elapsed());
+        let latency = started.elapsed();
+        self.report(endpoint, &slots, &answers, latency);
+        self.tell_watchers(&duties, &answers, latency);
         if !answers.is_empty() && answers.iter().all(|a| matches!(a, Answer::Invalid(_))) {
             return Err(invalid_items(&answers));
         }
