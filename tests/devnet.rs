@@ -227,18 +227,6 @@ fn the_command_explains_itself_and_refuses_a_bad_configuration() {
     );
 }
 
-/// Child processes killed when the test ends, whatever its outcome.
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Waits for `child` to exit, at most `limit`.
 fn wait_at_most(
     child: &mut std::process::Child,
@@ -267,19 +255,20 @@ fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
     let data = dir.path().join("devnet");
     let report = dir.path().join("report.json");
     let binary = env!("CARGO_BIN_EXE_dv-aggregator");
-    let devnet = Command::new(binary)
-        .args(["devnet", "--external-vcs", "--validators", "1024"])
-        .args(["--distributed-validators", "8", "--epochs", "1"])
-        .args(["--seconds-per-slot", "2", "--genesis-delay", "8"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--report")
-        .arg(&report)
-        .stdout(std::fs::File::create(dir.path().join("devnet.out")).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("devnet.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut children = Children(vec![devnet]);
+    let mut devnet = common::Running(
+        Command::new(binary)
+            .args(["devnet", "--external-vcs", "--validators", "1024"])
+            .args(["--distributed-validators", "8", "--epochs", "1"])
+            .args(["--seconds-per-slot", "2", "--genesis-delay", "8"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--report")
+            .arg(&report)
+            .stdout(std::fs::File::create(dir.path().join("devnet.out")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("devnet.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let setup_file = data.join("external-vcs.json");
     let start = std::time::Instant::now();
     while !setup_file.exists() {
@@ -289,11 +278,11 @@ fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let setup: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&setup_file).unwrap()).unwrap();
     let operators = setup["operators"].as_array().unwrap();
     assert_eq!(operators.len(), 4, "{setup}");
+    let mut vcs = Vec::new();
     for (i, operator) in operators.iter().enumerate() {
         let mut vc = Command::new(binary);
         vc.args(["vc", "--distributed-mode", "--beacon-node"])
@@ -312,14 +301,14 @@ fn the_harness_judges_external_clients_as_the_default_devnet_judges_its_own() {
                 .arg(operator["secrets"].as_str().unwrap());
         }
         let log = std::fs::File::create(dir.path().join(format!("vc-{i}.log"))).unwrap();
-        children.0.push(
+        vcs.push(common::Running(
             vc.stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .unwrap(),
-        );
+        ));
     }
-    let status = wait_at_most(&mut children.0[0], std::time::Duration::from_secs(180));
+    let status = wait_at_most(&mut devnet.0, std::time::Duration::from_secs(180));
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
     let stdout = read("devnet.out");
     assert!(

@@ -67,7 +67,8 @@ pub struct ExternalSetup {
 impl ExternalSetup {
     /// Writes the testnet directory and every running operator's key
     /// layouts under `data_dir` (laid out by the devnet's `cluster create`),
-    /// then the set-up itself as [`SETUP_FILE_NAME`].
+    /// then the set-up itself as [`SETUP_FILE_NAME`], which appears whole
+    /// once everything else is written.
     pub fn write(
         spec: &ChainSpec,
         data_dir: &Path,
@@ -107,7 +108,14 @@ impl ExternalSetup {
         };
         let json = serde_json::to_vec_pretty(&setup)
             .map_err(|error| DevnetError::Config(format!("encoding the set-up: {error}")))?;
-        write_file(&data_dir.join(SETUP_FILE_NAME), &json)?;
+        // Renamed into place: scripts wait for the file and must never read
+        // half of it.
+        let (partial, path) = (
+            data_dir.join(format!("{SETUP_FILE_NAME}.partial")),
+            data_dir.join(SETUP_FILE_NAME),
+        );
+        write_file(&partial, &json)?;
+        std::fs::rename(&partial, &path).map_err(|source| io_error(&path, source))?;
         Ok(setup)
     }
 
